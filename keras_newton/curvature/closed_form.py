@@ -76,7 +76,8 @@ def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
         if opts.get("from_logits", False):
             s = ops.sigmoid(y_pred)
             g = (s - t) / d
-            h = s * (1.0 - s) / d if hessian else None
+            # sigma(y) sigma(-y) = sigma(y)(1 - sigma(y)), without cancellation for y >> 0.
+            h = s * ops.sigmoid(-y_pred) / d if hessian else None
         else:
             eps = keras.config.epsilon()
             inside = ops.cast(

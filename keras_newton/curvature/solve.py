@@ -93,7 +93,7 @@ def newton_step(gradient, hessian=None, diagonal=False, curvature="hessian",
     """
     g = gradient
     dtype = g.dtype
-    lam = ops.cast(tikhonov, dtype)
+    lam = ops.convert_to_tensor(tikhonov, dtype=dtype)
     if curvature == "identity":
         return g
     m = g.shape[-1]
