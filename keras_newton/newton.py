@@ -1,7 +1,6 @@
 """`NewtonLoss`: one Newton step on the loss alone, then plain training on the step.
 
-Newton losses (Petersen, Borgelt, Kuehne, Deussen; NeurIPS 2024, arXiv 2410.19055,
-Section 3): with ``y = f(x; theta)``, per-sample gradients ``g_i = d l_i / d y_i`` and a
+Newton losses (Petersen et al., NeurIPS 2024, arXiv 2410.19055, Section 3): with ``y = f(x; theta)``, per-sample gradients ``g_i = d l_i / d y_i`` and a
 curvature ``C`` of the loss at ``y``,
 
     z*_i = y_i - (C + lambda I)^-1 g_i          (held constant: stop_gradient)
