@@ -1,7 +1,8 @@
 """`NewtonLoss`: one Newton step on the loss alone, then plain training on the step.
 
-Newton losses (Petersen et al., NeurIPS 2024, arXiv 2410.19055, Section 3): with ``y = f(x; theta)``, per-sample gradients ``g_i = d l_i / d y_i`` and a
-curvature ``C`` of the loss at ``y``,
+Newton losses (Petersen et al., NeurIPS 2024, arXiv 2410.19055, Section 3): with
+``y = f(x; theta)``, per-sample gradients ``g_i = d l_i / d y_i`` and a curvature ``C`` of
+the loss at ``y``,
 
     z*_i = y_i - (C + lambda I)^-1 g_i          (held constant: stop_gradient)
     newton_loss_i(y) = 1/2 ||z*_i - y_i||^2      gradient w.r.t. y_i: y_i - z*_i
