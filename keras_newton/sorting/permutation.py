@@ -1,0 +1,95 @@
+"""Permutations in the DESIGN.md orientation, and the base of the relaxation layers.
+
+``P[b, r, i]`` is the (probability) that item ``i`` sits at rank ``r`` in *ascending*
+order, so ``P @ s[..., None]`` sorts ``s`` ascending. For hard permutations
+``P[r, i] = 1`` iff ``argsort(y)[r] == i`` iff ``rank(y)_i == r``.
+
+Ranks here are *stable*: ties go in index order, ``rank_i = #{j : y_j < y_i} +
+#{j < i : y_j == y_i}``, computed by pairwise comparison so that every Keras backend gives
+the same answer (``keras.ops.argsort`` is not guaranteed stable on every backend).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+
+def stable_ranks(values):
+    """Ascending stable ranks ``(B, n)`` int32 of ``values`` ``(B, n)`` (ties: index order).
+
+    ``rank_i = #{j : v_j < v_i} + #{j < i : v_j == v_i}``, the inverse permutation of the
+    stable ``argsort``.
+    """
+    v = ops.convert_to_tensor(values)
+    n = ops.shape(v)[-1]
+    less = ops.cast(v[..., None, :] < v[..., :, None], "int32")  # [.., i, j]: v_j < v_i
+    equal = ops.cast(v[..., None, :] == v[..., :, None], "int32")
+    idx = ops.arange(n)
+    before = ops.cast(idx[None, :] < idx[:, None], "int32")  # [i, j]: j < i
+    return ops.sum(less + equal * before, axis=-1)
+
+
+def permutation_matrix(values, dtype="float32"):
+    """The hard permutation ``Q = one_hot(argsort(values))`` ``(B, n, n)``, rows = ranks.
+
+    ``Q[b, r, i] = 1`` iff item ``i`` has stable ascending rank ``r``.
+    """
+    ranks = stable_ranks(values)
+    n = ops.shape(ranks)[-1]
+    return ops.swapaxes(ops.one_hot(ranks, n, dtype=dtype), -1, -2)
+
+
+def check_positive(name, value):
+    """Returns ``float(value)`` if it is a finite number > 0, else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a positive finite number; received {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number; received {value!r}.")
+    return value
+
+
+class SortingRelaxation(keras.layers.Layer):
+    """Base of the layers mapping scores ``(B, n)`` to a relaxed permutation ``(B, n, n)``.
+
+    Subclasses implement ``relaxed_permutation(scores)`` returning ``P`` in the DESIGN.md
+    orientation (rows = ascending ranks). This class checks the input shape.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = False
+
+    @staticmethod
+    def _check_shape(shape):
+        if len(shape) != 2:
+            raise ValueError(
+                f"A sorting relaxation takes scores of shape (batch, n); received an input "
+                f"of shape {tuple(shape)}."
+            )
+        n = shape[-1]
+        if n is not None and n < 2:
+            raise ValueError(
+                f"A sorting relaxation needs n >= 2 scores per set; received an input of "
+                f"shape {tuple(shape)}."
+            )
+        return n
+
+    def build(self, input_shape):
+        self._check_shape(input_shape)
+        super().build(input_shape)
+
+    def call(self, scores):
+        self._check_shape(tuple(scores.shape))
+        return self.relaxed_permutation(scores)
+
+    def relaxed_permutation(self, scores):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        self._check_shape(input_shape)
+        return (input_shape[0], input_shape[1], input_shape[1])

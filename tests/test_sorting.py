@@ -1,0 +1,218 @@
+"""Sorting relaxations against float64 NumPy implementations of their published formulas."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sorting_reference as ref
+from conftest import fd_gradient
+from keras_newton import layers
+from keras_newton.sorting import DISTRIBUTIONS
+from keras_newton.sorting import permutation_matrix
+from keras_newton.sorting import stable_ranks
+from keras_newton.sorting.networks import sorting_plan
+
+
+def _scores(rng, b, n, spread=1.0):
+    """Random scores whose pairwise gaps are at least 1e-2 (no kinks near ties)."""
+    while True:
+        s = spread * rng.normal(size=(b, n))
+        gaps = np.abs(s[:, :, None] - s[:, None, :]) + np.eye(n)
+        if gaps.min() > 1e-2:
+            return s
+
+
+def _reference(layer, s):
+    cfg = layer.get_config()
+    if isinstance(layer, layers.NeuralSort):
+        return np.stack([ref.neuralsort(v, cfg["tau"]) for v in s])
+    if isinstance(layer, layers.SoftSort):
+        return np.stack([ref.softsort(v, cfg["tau"], cfg["power"]) for v in s])
+    return np.stack(
+        [ref.diffsort(v, cfg["network"], cfg["steepness"], cfg["distribution"],
+                      cfg["art_lambda"]) for v in s]
+    )
+
+
+def _layers(dtype="float64"):
+    out = [
+        layers.NeuralSort(tau=0.7, dtype=dtype),
+        layers.NeuralSort(tau=3.0, dtype=dtype),
+        layers.SoftSort(tau=0.5, dtype=dtype),
+        layers.SoftSort(tau=2.0, power=2.0, dtype=dtype),
+        layers.SoftSort(tau=1.0, power=0.5, dtype=dtype),
+    ]
+    for network, dist in itertools.product(("odd_even", "bitonic"), DISTRIBUTIONS):
+        out.append(layers.DiffSort(network, steepness=3.0, distribution=dist, dtype=dtype))
+    out.append(layers.DiffSort("bitonic", steepness=5.0, distribution="logistic_phi",
+                               art_lambda=0.5, dtype=dtype))
+    return out
+
+
+def _name(layer):
+    c = layer.get_config()
+    return "-".join(str(c[k]) for k in ("network", "distribution", "tau", "power") if k in c)
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=_name)
+@pytest.mark.parametrize("n", [2, 5, 6])
+def test_layer_matches_numpy_formula(layer, n, rng):
+    # Tolerance 1e-12: float64 on both sides, same formula, different implementation.
+    s = _scores(rng, 4, n)
+    p = keras.ops.convert_to_numpy(layer(s))
+    assert p.shape == (4, n, n)
+    np.testing.assert_allclose(p, _reference(layer, s), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=_name)
+def test_rows_sum_to_one_and_networks_are_doubly_stochastic(layer, rng):
+    s = _scores(rng, 5, 7)
+    p = keras.ops.convert_to_numpy(layer(s))
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-12)
+    assert p.min() >= 0.0
+    if isinstance(layer, layers.DiffSort):
+        np.testing.assert_allclose(p.sum(axis=-2), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [layers.NeuralSort(tau=1e-4, dtype="float64"), layers.SoftSort(tau=1e-4, dtype="float64")]
+    + [layers.DiffSort(net, steepness=1e9, distribution=d, dtype="float64")
+       for net in ("odd_even", "bitonic") for d in DISTRIBUTIONS],
+    ids=_name,
+)
+@pytest.mark.parametrize("n", [3, 5, 8, 10])
+def test_hard_limit_is_the_argsort_permutation(layer, n, rng):
+    # Scores on a grid 0.1 apart: with tau = 1e-4, the softmax tails are below e^-1000;
+    # with steepness 1e9 the slowest swap tails (Cauchy, reciprocal, optimal: ~1/v) are
+    # below 1e-8 per comparator, so n layers stay far inside 1e-6.
+    s = rng.permuted(np.tile(np.arange(n) * 0.1, (6, 1)), axis=1) + rng.normal(size=(6, 1))
+    p = keras.ops.convert_to_numpy(layer(s))
+    q = np.stack([ref.true_permutation(v) for v in s])
+    np.testing.assert_allclose(p, q, atol=1e-6)
+    np.testing.assert_allclose(p @ s[..., None], np.sort(s)[..., None], atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 10])
+def test_bitonic_and_odd_even_agree_in_the_hard_limit(n, rng):
+    s = _scores(rng, 8, n)
+    odd_even = layers.DiffSort("odd_even", steepness=1e9, distribution="logistic",
+                               dtype="float64")
+    bitonic = layers.DiffSort("bitonic", steepness=1e9, distribution="logistic",
+                              dtype="float64")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(odd_even(s)), keras.ops.convert_to_numpy(bitonic(s)),
+        atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("network", ["odd_even", "bitonic"])
+@pytest.mark.parametrize("n", list(range(2, 13)) + [16, 17])
+def test_compiled_networks_sort_every_01_input(network, n):
+    # 0-1 principle (Knuth 5.3.4, Ex. 12): a comparator network sorts every input iff it
+    # sorts every 0-1 input. Hard comparators on the compiled plan, all 2^n inputs.
+    plan = sorting_plan(network, n)
+    inputs = np.array(list(itertools.product([0, 1], repeat=n)), np.int8)
+    x = inputs.copy()
+    for lo, hi in plan.layers:
+        a, b = x[:, lo].copy(), x[:, hi].copy()
+        x[:, lo], x[:, hi] = np.minimum(a, b), np.maximum(a, b)
+    np.testing.assert_array_equal(x[:, plan.rank_slots], np.sort(inputs, axis=1))
+    depth = n if network == "odd_even" else None
+    if network == "bitonic":
+        k = int(np.ceil(np.log2(n)))
+        depth = k * (k + 1) // 2
+    assert len(plan.layers) <= depth
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=_name)
+def test_gradients_match_finite_differences(layer, rng):
+    # d sum(W * P(s)) / d s in float64 against central differences (h = 1e-6): agree to 1e-6.
+    n = 5
+    s = _scores(rng, 2, n)
+    w = rng.normal(size=(2, n, n))
+    x = tf.constant(s)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = tf.reduce_sum(tf.constant(w) * layer(x))
+    grad = tape.gradient(value, x).numpy()
+    for b in range(2):
+        f = lambda v, b=b: float(np.sum(w[b] * _reference(layer, v[None])[0]))  # noqa: E731
+        np.testing.assert_allclose(grad[b], fd_gradient(f, s[b], h=1e-6), atol=1e-6)
+
+
+def test_float32_layers_follow_the_float64_formula(rng):
+    s = _scores(rng, 3, 6).astype(np.float32)
+    for layer in _layers(dtype="float32"):
+        p = keras.ops.convert_to_numpy(layer(s))
+        assert p.dtype == np.float32
+        np.testing.assert_allclose(p, _reference(layer, s.astype(np.float64)), atol=2e-5)
+
+
+@pytest.mark.parametrize("layer", _layers(dtype="float32"), ids=_name)
+def test_serialization_round_trip(layer, rng):
+    s = _scores(rng, 2, 4).astype(np.float32)
+    config = keras.saving.serialize_keras_object(layer)
+    clone = keras.saving.deserialize_keras_object(config)
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(s)),
+                                  keras.ops.convert_to_numpy(layer(s)))
+
+
+def test_model_with_a_sorting_layer_round_trips(tmp_path, rng):
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4)(inputs)
+    model = keras.Model(inputs, layers.DiffSort("bitonic", 7.0, "reciprocal")(hidden))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(keras.saving.load_model(path).predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: layers.NeuralSort(tau=0.0), "tau"),
+        (lambda: layers.NeuralSort(tau=-1.0), "tau"),
+        (lambda: layers.SoftSort(tau=float("nan")), "tau"),
+        (lambda: layers.SoftSort(power=float("inf")), "power"),
+        (lambda: layers.DiffSort(steepness=-3.0), "steepness"),
+        (lambda: layers.DiffSort(steepness=float("inf")), "steepness"),
+        (lambda: layers.DiffSort(network="bubble"), "network"),
+        (lambda: layers.DiffSort(distribution="laplace"), "distribution"),
+        (lambda: layers.DiffSort(art_lambda=-0.5), "art_lambda"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_types_raise_type_errors():
+    with pytest.raises(TypeError, match="tau"):
+        layers.NeuralSort(tau="1")
+    with pytest.raises(TypeError, match="steepness"):
+        layers.DiffSort(steepness=None)
+
+
+@pytest.mark.parametrize("layer", [layers.NeuralSort(), layers.SoftSort(), layers.DiffSort()],
+                         ids=_name)
+def test_too_few_items_or_wrong_rank_raise(layer):
+    with pytest.raises(ValueError, match="n >= 2"):
+        layer(np.zeros((3, 1), np.float32))
+    with pytest.raises(ValueError, match=r"\(batch, n\)"):
+        layer(np.zeros((3, 4, 2), np.float32))
+
+
+def test_stable_ranks_and_true_permutation_break_ties_by_index():
+    y = np.array([[3.0, 1.0, 3.0, 1.0, 2.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    ranks = keras.ops.convert_to_numpy(stable_ranks(y))
+    np.testing.assert_array_equal(ranks, [[3, 0, 4, 1, 2], [0, 1, 2, 3, 4]])
+    q = keras.ops.convert_to_numpy(permutation_matrix(y))
+    np.testing.assert_array_equal(q, np.stack([ref.true_permutation(v) for v in y]))
+    np.testing.assert_array_equal(np.argmax(q, axis=-1), np.argsort(y, axis=1, kind="stable"))
