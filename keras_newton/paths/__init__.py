@@ -1,0 +1,13 @@
+"""Shortest paths on grids: the exact batched solver and AlgoVision's relaxed Bellman-Ford.
+
+Conventions (DESIGN.md): costs ``(B, H, W)`` non-negative, vertex-weighted,
+8-neighbourhood, path from ``(0, 0)`` to ``(H - 1, W - 1)``, both end cells counted; a path
+is a ``(B, H, W)`` mask in {0, 1}, relaxed paths take values in [0, 1].
+"""
+
+from keras_newton.paths.bellman_ford import RelaxedBellmanFord
+from keras_newton.paths.bellman_ford import t_conorm
+from keras_newton.paths.exact import shortest_path
+from keras_newton.paths.grid import OFFSETS
+
+__all__ = ["OFFSETS", "RelaxedBellmanFord", "shortest_path", "t_conorm"]

@@ -1,0 +1,288 @@
+"""AlgoVision's relaxed Bellman-Ford shortest path (Petersen et al., NeurIPS 2021).
+
+"Learning with Algorithmic Supervision via Continuous Relaxations" relaxes the shortest
+path algorithm used for the Warcraft benchmark: a Bellman-Ford forward pass in which the
+``min`` over neighbours becomes a softmin, then a traceback from the target along soft
+predecessors, the visited cells accumulated by a t-conorm. The Newton losses paper
+(Table 2) trains on it with L1 and squared L2 losses, For and While tracebacks.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_newton.paths.grid import grid_shape
+from keras_newton.paths.grid import neighbours
+from keras_newton.paths.grid import transport
+
+__all__ = ["RelaxedBellmanFord", "T_CONORMS", "t_conorm"]
+
+# Distance of cells not reached yet, and of the padding around the grid (AlgoVision: 1e12).
+LARGE = 1e12
+
+T_CONORMS = ("probabilistic", "hamacher", "yager", "max")
+_DEFAULT_P = {"hamacher": 5.0, "yager": 1.0}
+
+
+def t_conorm(a, b, kind="probabilistic", p=None):
+    """A t-conorm ``S(a, b)`` on [0, 1] (a relaxed logical "or").
+
+    - ``"probabilistic"``: ``a + b - a b``;
+    - ``"hamacher"`` (``p > 0``, default 5): ``(a + b + (p - 2) a b) / (1 + (p - 1) a b)``;
+    - ``"yager"`` (``p >= 1``, default 1): ``min(1, (a^p + b^p)^(1/p))``;
+    - ``"max"``: ``max(a, b)`` (the standard, Goedel t-conorm).
+    """
+    if kind == "probabilistic":
+        return a + b - a * b
+    if kind == "hamacher":
+        p = _DEFAULT_P["hamacher"] if p is None else p
+        ab = a * b
+        return (a + b + (p - 2.0) * ab) / (1.0 + (p - 1.0) * ab)
+    if kind == "yager":
+        p = _DEFAULT_P["yager"] if p is None else p
+        if p == 1:
+            return ops.minimum(a + b, 1.0)
+        s = ops.power(a, p) + ops.power(b, p)
+        positive = s > 0
+        root = ops.power(ops.where(positive, s, 1.0), 1.0 / p)
+        return ops.minimum(ops.where(positive, root, 0.0), 1.0)
+    if kind == "max":
+        return ops.maximum(a, b)
+    raise ValueError(
+        f"Unknown t_conorm {kind!r}: expected one of {', '.join(map(repr, T_CONORMS))}."
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+class RelaxedBellmanFord(keras.layers.Layer):
+    """Relaxed shortest path of AlgoVision (Petersen et al., NeurIPS 2021): costs -> soft path.
+
+    Costs ``c`` of shape ``(B, H, W)`` (vertex weights, 8-neighbourhood, DESIGN.md), path
+    from ``(0, 0)`` to ``(H - 1, W - 1)``. Forward pass, ``T`` relaxed Bellman-Ford sweeps
+    over a distance grid padded with a large value (``1e12``), the source reset to 0 after
+    every sweep:
+
+        w[v, k] = softmin_k(beta * d[u_k]) = softmax_k(-beta * d[u_k]),   u_k in N8(v)
+        d[v]    = sum_k w[v, k] d[u_k] + c[v],        d[source] = 0
+
+    ``w`` of the last sweep is the soft predecessor distribution of every cell. Traceback:
+    a unit of mass starts at the target; each step moves the mass at every cell to its
+    predecessors in proportion to ``w``, and the tracked path accumulates the positions
+    through a t-conorm ``S``:
+
+        p_0 = e_target,  P_0 = p_0,   p_{t+1} = move(p_t, w),   P_{t+1} = S(P_t, p_{t+1})
+
+    - ``loop="for"``: ``T`` traceback steps, the output is ``P_T``.
+    - ``loop="while"``: AlgoVision's relaxed ``while P[source] < 1``: the continuation
+      probability of step ``t`` is ``q_t = prod_{s <= t} sigmoid(beta (1 - P_s[source]))``,
+      and the output is the expectation over the stopping time,
+      ``sum_t (q_{t-1} - q_t) P_t + q_last P_last`` (``q_{-1} = 1``), the loop ending when
+      ``max q_t <= epsilon`` or after ``max_iterations`` steps.
+
+    As ``beta -> inf`` the softmin becomes the hard min, the forward pass exact
+    Bellman-Ford, and (when the shortest path is unique and has at most ``T`` steps)
+    the output the exact path mask of `keras_newton.paths.shortest_path`. The values lie
+    in [0, 1]; cells of tied predecessors share the mass.
+
+    One deviation from the AlgoVision example, documented: here the source is absorbing
+    in the traceback (mass that reached it stays). In the example the source keeps the
+    softmin weights of its neighbours, so mass that reached it leaves again and marks a
+    neighbour when the traceback runs longer than the path; absorbing it makes surplus
+    iterations harmless and the hard limit exact.
+
+    Computations run in float32 (float64 inputs stay float64); the output has the dtype
+    of the input.
+
+    Args:
+        beta: inverse temperature ``> 0`` of the softmin (and of the relaxed while
+            condition). AlgoVision's example: 10.
+        iterations: number ``T`` of relaxation sweeps and of ``"for"`` traceback steps;
+            ``None`` (default) uses ``2 * max(H, W) + 1`` (25 on 12x12 grids, the
+            AlgoVision example's setting). Paths with more than ``T`` steps are cut.
+        loop: ``"for"`` or ``"while"`` traceback.
+        t_conorm: ``"probabilistic"`` (default), ``"hamacher"``, ``"yager"`` or ``"max"``
+            (see `t_conorm`).
+        t_conorm_p: parameter of the Hamacher (``> 0``, default 5, as in AlgoVision's
+            example) or Yager (``>= 1``, default 1) t-conorm; must be ``None`` otherwise.
+        max_iterations: bound on the ``"while"`` traceback steps; ``None``: ``H * W``.
+        epsilon: the ``"while"`` loop stops once every map's continuation probability is
+            at most ``epsilon`` (AlgoVision's default 1e-5).
+        **kwargs: `keras.layers.Layer` arguments (``name``, ``dtype``...).
+
+    Example:
+
+    ```python
+    costs_model = keras_newton.models.comb_resnet18()          # images -> (B, 12, 12)
+    model = keras.Sequential([costs_model, RelaxedBellmanFord(beta=10.0, loop="for")])
+    model.compile("adam", loss=keras_newton.losses.PathLoss("l1"))
+    model.fit(images, true_paths)
+    ```
+    """
+
+    def __init__(self, beta=10.0, iterations=None, loop="for", t_conorm="probabilistic",
+                 t_conorm_p=None, max_iterations=None, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = _positive_float(beta, "beta")
+        self.iterations = _optional_positive_int(iterations, "iterations")
+        if loop not in ("for", "while"):
+            raise ValueError(f"loop must be 'for' or 'while'; received {loop!r}.")
+        self.loop = loop
+        if t_conorm not in T_CONORMS:
+            raise ValueError(
+                f"Unknown t_conorm {t_conorm!r}: expected one of "
+                f"{', '.join(map(repr, T_CONORMS))}."
+            )
+        self.t_conorm = t_conorm
+        if t_conorm_p is not None:
+            if t_conorm not in _DEFAULT_P:
+                raise ValueError(
+                    f"t_conorm_p is a parameter of the 'hamacher' and 'yager' t-conorms; "
+                    f"received t_conorm_p={t_conorm_p!r} with t_conorm={t_conorm!r}."
+                )
+            t_conorm_p = _positive_float(t_conorm_p, "t_conorm_p")
+            if t_conorm == "yager" and t_conorm_p < 1:
+                raise ValueError(
+                    f"t_conorm_p of the 'yager' t-conorm must be >= 1; received "
+                    f"{t_conorm_p!r}."
+                )
+        self.t_conorm_p = t_conorm_p
+        self.max_iterations = _optional_positive_int(max_iterations, "max_iterations")
+        self.epsilon = _positive_float(epsilon, "epsilon")
+
+    def _conorm(self, a, b):
+        return t_conorm(a, b, self.t_conorm, self.t_conorm_p)
+
+    def call(self, costs):
+        costs = ops.convert_to_tensor(costs)
+        out_dtype = costs.dtype
+        h, w = grid_shape(costs)
+        work = "float64" if keras.backend.standardize_dtype(out_dtype) == "float64" else "float32"
+        costs = ops.cast(costs, work)
+        steps = self.iterations or 2 * max(h, w) + 1
+        source = ops.reshape(ops.one_hot(0, h * w, dtype=work), (1, h, w))
+        target = ops.reshape(ops.one_hot(h * w - 1, h * w, dtype=work), (1, h, w))
+        is_source = source > 0
+        beta = ops.cast(self.beta, work)
+
+        # Forward: relaxed Bellman-Ford sweeps.
+        def sweep(_, state):
+            dist, _pred = state
+            nd = neighbours(dist, LARGE)
+            pred = _softmin(nd, beta)
+            dist = ops.sum(pred * nd, axis=-1) + costs
+            dist = ops.where(is_source, 0.0, dist)
+            return dist, pred
+
+        dist0 = ops.where(is_source, 0.0, ops.full_like(costs, LARGE))
+        pred0 = ops.zeros(ops.shape(costs) + (8,), dtype=work)
+        _, pred = _bounded_loop(steps, sweep, (dist0, pred0))
+
+        # Traceback: soft predecessors, the source absorbing.
+        def move(trace):
+            stay = trace * source
+            return transport((trace - stay)[..., None] * pred) + stay
+
+        trace0 = ops.broadcast_to(target, ops.shape(costs))
+        if self.loop == "for":
+            def trace_step(_, state):
+                trace, tracked = state
+                trace = move(trace)
+                return trace, self._conorm(tracked, trace)
+
+            _, tracked = _bounded_loop(steps, trace_step, (trace0, trace0))
+        else:
+            tracked = self._while_traceback(trace0, move, beta, h * w)
+        tracked = ops.clip(tracked, 0.0, 1.0)
+        return ops.cast(tracked, out_dtype)
+
+    def _while_traceback(self, trace0, move, beta, n_cells):
+        def go_on(tracked):  # relaxed "tracked[source] < 1", AlgoVision's LEq(., 1)
+            return ops.sigmoid(beta * (1.0 - tracked[:, 0, 0]))
+
+        q0 = go_on(trace0)
+        acc0 = (1.0 - q0)[:, None, None] * trace0
+        limit = self.max_iterations or n_cells
+        epsilon = self.epsilon
+
+        def cond(i, trace, tracked, q, acc):
+            return ops.logical_and(i < limit, ops.max(q) > epsilon)
+
+        def body(i, trace, tracked, q, acc):
+            trace = move(trace)
+            tracked = self._conorm(tracked, trace)
+            q_next = q * go_on(tracked)
+            acc = acc + (q - q_next)[:, None, None] * tracked
+            return i + 1, trace, tracked, q_next, acc
+
+        _, _, tracked, q, acc = ops.while_loop(
+            cond,
+            body,
+            (ops.convert_to_tensor(0, "int32"), trace0, trace0, q0, acc0),
+            maximum_iterations=limit,
+        )
+        return acc + q[:, None, None] * tracked
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "beta": self.beta,
+                "iterations": self.iterations,
+                "loop": self.loop,
+                "t_conorm": self.t_conorm,
+                "t_conorm_p": self.t_conorm_p,
+                "max_iterations": self.max_iterations,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config
+
+
+def _bounded_loop(steps, body, state):
+    """``for i in range(steps): state = body(i, state)`` as a `while_loop` with a static
+    bound (``ops.fori_loop`` sets none, which XLA needs for gradients)."""
+
+    def loop_body(i, *values):
+        return (i + 1,) + tuple(body(i, tuple(values)))
+
+    out = ops.while_loop(
+        lambda i, *values: i < steps,
+        loop_body,
+        (ops.convert_to_tensor(0, "int32"),) + tuple(state),
+        maximum_iterations=steps,
+    )
+    return out[1:]
+
+
+def _softmin(values, beta):
+    """``softmax(-beta * values)`` over the last axis, shifted by the minimum explicitly.
+
+    Written out rather than `ops.softmax` because XLA's CPU softmax returns NaN on rows
+    whose entries are all ``-beta * LARGE``.
+    """
+    shifted = values - ops.stop_gradient(ops.min(values, axis=-1, keepdims=True))
+    weights = ops.exp(-beta * shifted)
+    return weights / ops.sum(weights, axis=-1, keepdims=True)
+
+
+def _positive_float(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive number; received {value!r}.")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number; received {value!r}.")
+    return value
+
+
+def _optional_positive_int(value, name):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer or None; received {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer or None; received {value!r}.")
+    return int(value)
