@@ -1,0 +1,303 @@
+"""``keras-newton bench ranking``: four-digit MNIST ranking, paper Table 1.
+
+Trains the ranking CNN (`keras_newton.models.multi_digit_cnn`) on sets of ``n`` four-digit
+numbers with a differentiable sorting relaxation (NeuralSort, SoftSort or a sorting network),
+as the baseline (the relaxation's ranking loss) and as Newton losses (Hessian, Fisher) over
+seeds. Validation exact match is measured every ``eval_every`` steps; the test accuracy is
+reported at the best validation point (diffsort protocol). Prints a Table-1-style table
+(exact match and element-wise accuracy, mean ± std, Welch's t-test against the baseline,
+step-time ratio to the baseline measured in the same run) and writes ``results.json`` and
+``convergence.png`` to ``--out``.
+
+CPU defaults: n = 5, NeuralSort, 3 seeds, a few thousand steps on the bundled MNIST subset
+(about 20 minutes on 2 cores). ``--paper``: batch 100 sets, 100k steps, Adam 10^-3.5,
+evaluation every 1000 steps, full MNIST, 10 seeds (a GPU machine).
+"""
+
+import math
+import time
+
+import numpy as np
+
+from keras_newton.bench import common
+
+RELAXATIONS = ("neuralsort", "softsort", "diffsort")
+VARIANTS = ("baseline", "hessian", "fisher", "hessian_elementwise")
+
+# Default tikhonov per relaxation and curvature: from the sweep documented in
+# docs/benchmarks.md (`keras-newton bench ranking --tikhonov-sweep`).
+DEFAULT_TIKHONOV = {
+    "neuralsort": {"hessian": 0.1, "fisher": 0.1, "hessian_elementwise": 0.1},
+    "softsort": {"hessian": 0.1, "fisher": 0.1, "hessian_elementwise": 0.1},
+    "diffsort": {"hessian": 0.1, "fisher": 0.1, "hessian_elementwise": 0.1},
+}
+
+CPU_DEFAULTS = dict(
+    relaxation="neuralsort", n=5, variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
+    steps=1200, batch_size=20, learning_rate=1e-3, eval_every=200, tau=1.0, power=1.0,
+    steepness=10.0, distribution="cauchy", network="odd_even", art_lambda=0.25,
+    tikhonov=None, data="auto", validation_sets=500, test_sets=1000, eval_batch_size=100,
+    jit_compile=False, warmup_steps=10, require_full_mnist=False,
+)
+PAPER = dict(steps=100_000, batch_size=100, learning_rate=10**-3.5, eval_every=1000,
+             seeds=list(range(10)), validation_sets=None, test_sets=None,
+             require_full_mnist=True, jit_compile=True)
+QUICK = dict(steps=6, eval_every=3, seeds=[0, 1], batch_size=4, validation_sets=8,
+             test_sets=8, eval_batch_size=8, warmup_steps=1, data="bundled")
+
+
+def make_config(preset="cpu", **overrides):
+    """The benchmark's settings: ``preset`` in ``"cpu"``, ``"paper"``, ``"quick"``."""
+    config = dict(CPU_DEFAULTS)
+    config.update({"cpu": {}, "paper": PAPER, "quick": QUICK}[preset])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["preset"] = preset
+    return validate_config(config)
+
+
+def validate_config(config):
+    config = dict(config)
+    if config["relaxation"] not in RELAXATIONS:
+        raise ValueError(f"relaxation must be one of {RELAXATIONS}; "
+                         f"received {config['relaxation']!r}.")
+    unknown = [v for v in config["variants"] if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}; expected some of {VARIANTS}.")
+    for key in ("n", "steps", "batch_size", "eval_every"):
+        if not isinstance(config[key], int) or config[key] < (2 if key == "n" else 1):
+            raise ValueError(f"{key} must be an integer >= {2 if key == 'n' else 1}; "
+                             f"received {config[key]!r}.")
+    if config["eval_every"] > config["steps"]:
+        config["eval_every"] = config["steps"]
+    tik = dict(DEFAULT_TIKHONOV[config["relaxation"]])
+    given = config.get("tikhonov")
+    if isinstance(given, (int, float)):
+        tik = {k: float(given) for k in tik}
+    elif isinstance(given, dict):
+        tik.update({k: float(v) for k, v in given.items()})
+    for v, lam in tik.items():
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"tikhonov for {v} must be finite and >= 0; received {lam}.")
+    config["tikhonov"] = tik
+    return config
+
+
+def make_relaxation(config):
+    from keras_newton import layers
+
+    name = config["relaxation"]
+    if name == "neuralsort":
+        return layers.NeuralSort(tau=config["tau"])
+    if name == "softsort":
+        return layers.SoftSort(tau=config["tau"], power=config["power"])
+    return layers.DiffSort(network=config["network"], steepness=config["steepness"],
+                           distribution=config["distribution"],
+                           art_lambda=config["art_lambda"])
+
+
+def make_loss(config, variant):
+    from keras_newton import NewtonLoss
+    from keras_newton.losses import RankingLoss
+
+    base = RankingLoss(make_relaxation(config))
+    if variant == "baseline":
+        return base, base
+    return NewtonLoss(base, curvature=variant, tikhonov=config["tikhonov"][variant]), base
+
+
+def load_data(config, verbose=True):
+    from keras_newton.datasets import load_mnist
+
+    mnist, info = load_mnist(config["data"], verbose=verbose, return_source=True)
+    if config["require_full_mnist"] and info["kind"] == "bundled":
+        raise ValueError(
+            "The paper preset needs full MNIST, but only the bundled subset was found: pass "
+            "--data PATH_TO_mnist.npz or set $KERAS_NEWTON_MNIST (or --data bundled to run "
+            "the preset on the subset anyway).")
+    return mnist, info
+
+
+def train_one(mnist, variant, seed, config, progress=True, prefix=""):
+    """One training run; returns its record (curve, best-validation test accuracy, times)."""
+    import keras
+
+    from keras_newton.datasets import four_digit_datasets
+    from keras_newton.metrics import ElementwiseRankAccuracy, ExactMatchAccuracy
+    from keras_newton.metrics import BaseLoss
+    from keras_newton.models import multi_digit_cnn
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    n = config["n"]
+    train, val, test = four_digit_datasets(
+        mnist, n, batch_size=config["batch_size"],
+        num_validation_sets=config["validation_sets"], num_test_sets=config["test_sets"],
+        eval_batch_size=config["eval_batch_size"], seed=seed)
+    model = multi_digit_cnn(n)
+    loss, base = make_loss(config, variant)
+    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss=loss,
+                  metrics=[BaseLoss(base), ExactMatchAccuracy(), ElementwiseRankAccuracy()],
+                  jit_compile=config["jit_compile"])
+    timer = common.step_timer()
+    curve = {"step": [], "val_exact_match": [], "val_elementwise": [], "base_loss": []}
+    best = {"val": -1.0, "weights": None, "step": 0}
+    t0 = time.perf_counter()
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            result = self.model.evaluate(val, verbose=0, return_dict=True)
+            step = (epoch + 1) * config["eval_every"]
+            curve["step"].append(step)
+            curve["val_exact_match"].append(float(result["exact_match"]))
+            curve["val_elementwise"].append(float(result["elementwise_accuracy"]))
+            curve["base_loss"].append(float(logs.get("base_loss", float("nan"))))
+            if result["exact_match"] > best["val"]:
+                best.update(val=float(result["exact_match"]), step=step,
+                            weights=self.model.get_weights())
+            if progress:
+                print(f"{prefix} step {step}/{config['steps']}: base_loss "
+                      f"{curve['base_loss'][-1]:.4f}, val exact match "
+                      f"{100 * result['exact_match']:.2f}% ({time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+
+    epochs = max(1, config["steps"] // config["eval_every"])
+    model.fit(train, steps_per_epoch=config["eval_every"], epochs=epochs, verbose=0,
+              callbacks=[timer, Evaluate()])
+    model.set_weights(best["weights"])
+    result = model.evaluate(test, verbose=0, return_dict=True)
+    return {
+        "variant": variant, "seed": seed,
+        "tikhonov": None if variant == "baseline" else config["tikhonov"][variant],
+        "test_exact_match": float(result["exact_match"]),
+        "test_elementwise": float(result["elementwise_accuracy"]),
+        "best_step": best["step"], "best_val_exact_match": best["val"],
+        "curve": curve,
+        "diverged": not all(math.isfinite(v) for v in curve["base_loss"]),
+        "step_time": common.step_time_stats(timer.times, config["warmup_steps"]),
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def summarize(runs, config):
+    """One row per variant: accuracies over seeds, Welch test, step-time ratio."""
+    by_variant = {v: [r for r in runs if r["variant"] == v] for v in config["variants"]}
+    step = {v: float(np.median([r["step_time"]["median_s"] for r in rs]))
+            for v, rs in by_variant.items()}
+    base = by_variant.get("baseline")
+    rows = []
+    for variant, rs in by_variant.items():
+        row = {"variant": variant, "tikhonov": rs[0]["tikhonov"]}
+        for key in ("test_exact_match", "test_elementwise"):
+            values = [100 * r[key] for r in rs]
+            ref = None if (base is None or variant == "baseline") else [100 * r[key]
+                                                                        for r in base]
+            row[key] = dict(common.compare(values, ref), values=values)
+        row["step_time_median_s"] = step[variant]
+        row["step_time_ratio"] = step[variant] / step["baseline"] if "baseline" in step else None
+        rows.append(row)
+    return rows
+
+
+def run_benchmark(config, progress=True, mnist=None):
+    """Every variant x seed of ``config``; returns a JSON-serialisable results dict."""
+    config = validate_config(config)
+    t0 = time.perf_counter()
+    if mnist is None:
+        mnist, info = load_data(config, verbose=progress)
+    else:
+        info = {"kind": "given"}
+    runs = []
+    jobs = [(v, s) for s in config["seeds"] for v in config["variants"]]
+    for i, (variant, seed) in enumerate(jobs, 1):
+        prefix = f"[{i}/{len(jobs)}] {config['relaxation']} n={config['n']} {variant} seed {seed}"
+        run = train_one(mnist, variant, seed, config, progress, prefix)
+        runs.append(run)
+        if progress:
+            print(f"{prefix}: test exact match {100 * run['test_exact_match']:.2f}% "
+                  f"(element-wise {100 * run['test_elementwise']:.2f}%) at step "
+                  f"{run['best_step']}; step {1e3 * run['step_time']['median_s']:.1f} ms; "
+                  f"{run['wall_s']:.0f} s", flush=True)
+    return {"benchmark": "ranking", "config": config, "data": info,
+            "environment": common.environment(), "runs": runs,
+            "summary": summarize(runs, config), "wall_time_s": time.perf_counter() - t0}
+
+
+def format_table(results):
+    c = results["config"]
+    title = (f"Four-digit MNIST ranking, {c['relaxation']} n={c['n']}: test accuracy (%) at "
+             f"the best validation step, {len(c['seeds'])} seeds, {c['steps']} steps, "
+             f"batch {c['batch_size']}")
+    lines = [title, "-" * len(title),
+             f"{'variant':<20} {'tikhonov':>8} {'exact match':>16} {'element-wise':>16} "
+             f"{'p (Welch)':>9} {'step ratio':>10}"]
+    for row in results["summary"]:
+        em, ew = row["test_exact_match"], row["test_elementwise"]
+        tik = "-" if row["tikhonov"] is None else f"{row['tikhonov']:g}"
+        p = "-" if em["p_value"] is None else f"{em['p_value']:.3f}"
+        ratio = "-" if row["step_time_ratio"] is None else f"{row['step_time_ratio']:.2f}x"
+        lines.append(f"{row['variant']:<20} {tik:>8} "
+                     f"{em['mean']:>7.2f} ± {em['std']:<5.2f}{common.mark(em):>2} "
+                     f"{ew['mean']:>7.2f} ± {ew['std']:<5.2f}  {p:>9} {ratio:>10}")
+    lines.append("++ / --: significantly better / worse than the baseline (Welch, alpha "
+                 f"{common.ALPHA}); +: better mean. Step ratio: median training-step time "
+                 "over the baseline's, same run.")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    curves = {}
+    for variant in results["config"]["variants"]:
+        rs = [r for r in results["runs"] if r["variant"] == variant]
+        ys = np.array([r["curve"]["val_exact_match"] for r in rs]) * 100
+        curves[variant] = (rs[0]["curve"]["step"], ys.mean(0), ys.std(0))
+    c = results["config"]
+    return common.plot_convergence(curves, path,
+                                   title=f"{c['relaxation']} n={c['n']}: validation")
+
+
+def register(subparsers):
+    p = subparsers.add_parser("ranking", help="four-digit MNIST ranking (paper Table 1)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--relaxation", choices=RELAXATIONS)
+    p.add_argument("--n", type=int, help="items per set (default 5)")
+    p.add_argument("--variants", type=common.parse_list,
+                   help="comma list of baseline, hessian, fisher, hessian_elementwise")
+    p.add_argument("--tikhonov", type=float, help="lambda for every Newton variant "
+                   "(default: the documented per-relaxation value)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, help="sets per batch")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--seeds", type=lambda s: common.parse_list(s, int))
+    p.add_argument("--tau", type=float, help="NeuralSort / SoftSort temperature")
+    p.add_argument("--power", type=float, help="SoftSort distance power")
+    p.add_argument("--steepness", type=float, help="DiffSort steepness")
+    p.add_argument("--distribution", help="DiffSort swap distribution")
+    p.add_argument("--network", choices=("odd_even", "bitonic"))
+    p.add_argument("--validation-sets", type=int)
+    p.add_argument("--test-sets", type=int)
+    p.add_argument("--data", help="MNIST source: auto, bundled, keras_cache, download, PATH")
+    p.add_argument("--jit-compile", action="store_true", default=None)
+    p.add_argument("--out", default="results/ranking")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
+    group.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    preset = "paper" if args.paper else "quick" if args.quick else "cpu"
+    keys = ("relaxation", "n", "variants", "tikhonov", "steps", "batch_size",
+            "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
+            "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile")
+    config = make_config(preset, **{k: getattr(args, k) for k in keys})
+    results = run_benchmark(config)
+    table = format_table(results)
+    print()
+    print(table)
+    results["table"] = table
+    path = common.write_json(results, args.out)
+    png = plot(results, f"{args.out}/convergence.png")
+    print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
+    return 0
