@@ -1,0 +1,353 @@
+"""``keras-newton bench shortest-path``: Warcraft shortest paths, paper Tables 2 and 3.
+
+Trains `keras_newton.models.comb_resnet18` (map image -> 12x12 costs) supervised only by
+the true shortest path, with one of the paper's methods, as the baseline and as Newton
+losses, over seeds:
+
+- ``bf_{for,while}_{l1,l2}`` (Table 2): AlgoVision's relaxed Bellman-Ford and an L1 / squared
+  L2 path loss; baseline vs. Fisher (``hessian`` too, at autodiff cost).
+- ``smooth_loss`` (Table 3): Gaussian smoothing of solver + Hamming loss as one black box;
+  baseline, Hessian, Fisher.
+- ``smooth_algorithm`` (Table 3): smoothing of the solver only, squared-L2 path loss after
+  it; baseline, Fisher.
+- ``fenchel_young`` (Table 3): perturbed optimizer with a Fenchel-Young loss; baseline,
+  Hessian, Fisher.
+
+Sampled methods run with each of ``--samples`` (3/10/30 in the paper). Validation perfect
+match is measured every epoch; test metrics (perfect match %, optimal-cost %, cost ratio)
+are taken at the best validation epoch. Prints the table, step-time ratios to the baseline
+(same run), and writes ``results.json`` and ``convergence.png`` to ``--out``.
+
+Data: ``--data DIR`` in the original layout (Vlastelica et al.); by default a procedural
+look-alike is generated once into ``--data-cache`` (the real maps cannot be shipped).
+CPU defaults finish one method's comparison in about 20 minutes on 2 cores; ``--paper``
+gives 10k maps, 50 epochs, batch 70, Adam 5e-4 with drops at epochs 30 and 40.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_newton.bench import common
+
+METHODS = {
+    "bf_for_l1": ("baseline", "fisher", "hessian"),
+    "bf_for_l2": ("baseline", "fisher", "hessian"),
+    "bf_while_l1": ("baseline", "fisher", "hessian"),
+    "bf_while_l2": ("baseline", "fisher", "hessian"),
+    "smooth_loss": ("baseline", "hessian", "fisher"),
+    "smooth_algorithm": ("baseline", "fisher"),
+    "fenchel_young": ("baseline", "hessian", "fisher"),
+}
+SAMPLED = ("smooth_loss", "smooth_algorithm", "fenchel_young")
+
+# lambda per method (all Newton variants). CPU-scale guesses checked on short runs of the
+# look-alike data (docs/benchmarks.md); the paper grid-searches 1e-3 .. 1e3.
+DEFAULT_TIKHONOV = {
+    "bf": 1e-3, "smooth_loss": 1.0, "smooth_algorithm": 1e-2, "fenchel_young": 1.0,
+}
+
+CPU_DEFAULTS = dict(
+    method="fenchel_young", variants=None, samples=[10], seeds=[0, 1], epochs=8,
+    batch_size=70, learning_rate=5e-4, lr_drops=(0.6, 0.8), sigma=0.1, beta=10.0,
+    tikhonov=None, data=None, data_cache="results/warcraft_data", n_train=1500, n_val=200,
+    n_test=500, max_train=None, jit_compile=False, warmup_steps=5,
+)
+PAPER = dict(epochs=50, n_train=10000, n_val=1000, n_test=1000, samples=[3, 10, 30],
+             seeds=list(range(10)), jit_compile=True)
+QUICK = dict(epochs=2, n_train=24, n_val=8, n_test=8, batch_size=8, seeds=[0],
+             samples=[3], warmup_steps=1)
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+def nonnegative_shortest_path(costs):
+    """Exact shortest path of ``max(costs, 0)``: perturbed costs can dip below zero."""
+    from keras_newton.paths import shortest_path
+
+    return shortest_path(ops.relu(costs))
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+def hamming_path_loss(y_true, costs):
+    """Mean |exact path of the costs - true path| per map: the black box of smoothing."""
+    path = nonnegative_shortest_path(costs)
+    return ops.mean(ops.abs(path - ops.cast(y_true, path.dtype)), axis=(1, 2))
+
+
+def make_config(preset="cpu", **overrides):
+    config = dict(CPU_DEFAULTS)
+    config.update({"cpu": {}, "paper": PAPER, "quick": QUICK}[preset])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["preset"] = preset
+    return validate_config(config)
+
+
+def validate_config(config):
+    config = dict(config)
+    method = config["method"]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}; received {method!r}.")
+    # Relaxed Bellman-Ford: the paper compares baseline and Fisher (Table 2).
+    default = METHODS[method][:2] if method.startswith("bf") else METHODS[method]
+    config["variants"] = list(config.get("variants") or default)
+    unknown = [v for v in config["variants"] if v not in METHODS[method]]
+    if unknown:
+        raise ValueError(f"{method} supports the variants {METHODS[method]}; received "
+                         f"{unknown}.")
+    if method not in SAMPLED:
+        config["samples"] = [None]
+    tik = config.get("tikhonov")
+    if tik is None:
+        tik = DEFAULT_TIKHONOV["bf" if method.startswith("bf") else method]
+    if not (math.isfinite(float(tik)) and float(tik) >= 0):
+        raise ValueError(f"tikhonov must be finite and >= 0; received {tik!r}.")
+    config["tikhonov"] = float(tik)
+    for key in ("epochs", "batch_size", "n_train"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"{key} must be a positive integer; received {config[key]!r}.")
+    return config
+
+
+def make_loss(config, variant, samples, seed):
+    """The base loss of the method and the training loss of the variant."""
+    from keras_newton import NewtonLoss, layers, losses
+
+    method = config["method"]
+    if method.startswith("bf"):
+        _, loop, kind = method.split("_")
+        relaxation = layers.RelaxedBellmanFord(beta=config["beta"], loop=loop)
+        base = losses.PathLoss(kind, relaxation=relaxation)
+    elif method == "smooth_loss":
+        base = losses.StochasticSmoothingLoss(hamming_path_loss, samples=samples,
+                                              sigma=config["sigma"], seed=seed)
+    elif method == "smooth_algorithm":
+        base = losses.StochasticSmoothingLoss(nonnegative_shortest_path,
+                                              loss=losses.PathLoss("l2"), samples=samples,
+                                              sigma=config["sigma"], seed=seed)
+    else:
+        base = losses.FenchelYoungLoss(nonnegative_shortest_path, samples=samples,
+                                       sigma=config["sigma"], seed=seed)
+    if variant == "baseline":
+        return base
+    return NewtonLoss(base, curvature=variant, tikhonov=config["tikhonov"])
+
+
+def load_data(config, verbose=True):
+    """Reads ``config["data"]``, or generates (once) the look-alike into the cache."""
+    from keras_newton.datasets.warcraft import generate_warcraft, read_warcraft_arrays
+
+    path = config["data"]
+    if path is None:
+        sizes = (config["n_train"], config["n_val"], config["n_test"])
+        path = os.path.join(config["data_cache"], "look_alike_{}_{}_{}".format(*sizes))
+        if not os.path.exists(os.path.join(path, "test_shortest_paths.npy")):
+            if verbose:
+                print(f"generating the Warcraft look-alike ({sizes[0]}/{sizes[1]}/{sizes[2]} "
+                      f"maps) into {path}", flush=True)
+            generate_warcraft(path, *sizes, seed=0)
+        source = {"kind": "look_alike", "path": path}
+    else:
+        source = {"kind": "files", "path": path}
+    arrays = read_warcraft_arrays(path)
+    if config.get("max_train"):
+        arrays["train"] = {k: v[: config["max_train"]] for k, v in arrays["train"].items()}
+    source.update({s: int(len(arrays[s]["maps"])) for s in arrays})
+    if verbose:
+        print(f"Warcraft data: {source}", flush=True)
+    return arrays, source
+
+
+def _normalise(arrays):
+    maps = arrays["train"]["maps"].astype(np.float32)
+    mean = maps.mean(axis=(0, 1, 2))
+    std = maps.std(axis=(0, 1, 2)) + 1e-6
+    return {s: ((a["maps"].astype(np.float32) - mean) / std,
+                np.asarray(a["weights"], np.float32), np.asarray(a["paths"], np.float32))
+            for s, a in arrays.items()}
+
+
+def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
+    from keras_newton.metrics import BaseLoss
+    from keras_newton.metrics.paths import path_metrics
+    from keras_newton.models.paths import comb_resnet18
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    x, _, y = data["train"]
+    loss = make_loss(config, variant, samples, seed)
+    base = loss.base_loss if variant != "baseline" else loss
+    steps_per_epoch = math.ceil(len(x) / config["batch_size"])
+    boundaries = [int(f * config["epochs"]) * steps_per_epoch for f in config["lr_drops"]]
+    lr = config["learning_rate"]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries, [lr, lr / 10, lr / 100])
+    model = comb_resnet18()
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
+                  metrics=[BaseLoss(base)], jit_compile=config["jit_compile"])
+    timer = common.step_timer()
+    curve = {"epoch": [], "val_perfect_match": [], "base_loss": []}
+    best = {"val": -1.0, "weights": None, "epoch": 0}
+    t0 = time.perf_counter()
+
+    def evaluate(split):
+        xs, costs, paths = data[split]
+        pred = model.predict(xs, batch_size=200, verbose=0)
+        return path_metrics(pred, costs, paths)
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            scores = evaluate("val")
+            curve["epoch"].append(epoch + 1)
+            curve["val_perfect_match"].append(scores["perfect_match"])
+            curve["base_loss"].append(float((logs or {}).get("base_loss", float("nan"))))
+            if scores["perfect_match"] > best["val"]:
+                best.update(val=scores["perfect_match"], epoch=epoch + 1,
+                            weights=self.model.get_weights())
+            if progress:
+                print(f"{prefix} epoch {epoch + 1}/{config['epochs']}: base_loss "
+                      f"{curve['base_loss'][-1]:.4f}, val perfect match "
+                      f"{scores['perfect_match']:.1f}%, optimal cost "
+                      f"{scores['optimal_cost']:.1f}% ({time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+
+    model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"], shuffle=True,
+              verbose=0, callbacks=[timer, Evaluate()])
+    model.set_weights(best["weights"])
+    test = evaluate("test")
+    return {"variant": variant, "samples": samples, "seed": seed,
+            "tikhonov": None if variant == "baseline" else config["tikhonov"],
+            "test": test, "best_epoch": best["epoch"], "curve": curve,
+            "diverged": not all(math.isfinite(v) for v in curve["base_loss"]),
+            "step_time": common.step_time_stats(timer.times, config["warmup_steps"]),
+            "wall_s": time.perf_counter() - t0}
+
+
+def summarize(runs, config):
+    rows = []
+    for samples in config["samples"]:
+        group = {v: [r for r in runs if r["variant"] == v and r["samples"] == samples]
+                 for v in config["variants"]}
+        step = {v: float(np.median([r["step_time"]["median_s"] for r in rs]))
+                for v, rs in group.items()}
+        base = group.get("baseline")
+        for variant, rs in group.items():
+            row = {"variant": variant, "samples": samples, "tikhonov": rs[0]["tikhonov"]}
+            for key in ("perfect_match", "optimal_cost", "cost_ratio"):
+                values = [r["test"][key] for r in rs]
+                ref = None if base is None or variant == "baseline" else [
+                    r["test"][key] for r in base]
+                row[key] = dict(common.compare(values, ref), values=values)
+            row["step_time_median_s"] = step[variant]
+            row["step_time_ratio"] = (step[variant] / step["baseline"]
+                                      if "baseline" in step else None)
+            rows.append(row)
+    return rows
+
+
+def run_benchmark(config, progress=True, data=None):
+    config = validate_config(config)
+    t0 = time.perf_counter()
+    if data is None:
+        arrays, source = load_data(config, verbose=progress)
+        data = _normalise(arrays)
+    else:
+        source = {"kind": "given"}
+    runs = []
+    jobs = [(v, k, s) for k in config["samples"] for s in config["seeds"]
+            for v in config["variants"]]
+    for i, (variant, samples, seed) in enumerate(jobs, 1):
+        prefix = (f"[{i}/{len(jobs)}] {config['method']} {variant}"
+                  + (f" S={samples}" if samples else "") + f" seed {seed}")
+        run = train_one(data, variant, samples, seed, config, progress, prefix)
+        runs.append(run)
+        if progress:
+            t = run["test"]
+            print(f"{prefix}: test perfect match {t['perfect_match']:.1f}%, optimal cost "
+                  f"{t['optimal_cost']:.1f}%, cost ratio {t['cost_ratio']:.4f} (epoch "
+                  f"{run['best_epoch']}); step {1e3 * run['step_time']['median_s']:.0f} ms; "
+                  f"{run['wall_s']:.0f} s", flush=True)
+    return {"benchmark": "shortest_path", "config": config, "data": source,
+            "environment": common.environment(), "runs": runs,
+            "summary": summarize(runs, config), "wall_time_s": time.perf_counter() - t0}
+
+
+def format_table(results):
+    c = results["config"]
+    title = (f"Warcraft 12x12 shortest paths, {c['method']}: test metrics at the best "
+             f"validation epoch, {len(c['seeds'])} seeds, {c['epochs']} epochs")
+    lines = [title, "-" * len(title),
+             f"{'variant':<10} {'S':>3} {'tikhonov':>8} {'perfect match %':>17} "
+             f"{'optimal cost %':>17} {'cost ratio':>10} {'step ratio':>10}"]
+    for row in results["summary"]:
+        pm, oc, cr = row["perfect_match"], row["optimal_cost"], row["cost_ratio"]
+        tik = "-" if row["tikhonov"] is None else f"{row['tikhonov']:g}"
+        ratio = "-" if row["step_time_ratio"] is None else f"{row['step_time_ratio']:.2f}x"
+        lines.append(f"{row['variant']:<10} {row['samples'] or '-':>3} {tik:>8} "
+                     f"{pm['mean']:>6.1f} ± {pm['std']:<5.1f}{common.mark(pm):>2} "
+                     f"{oc['mean']:>6.1f} ± {oc['std']:<5.1f}{common.mark(oc):>2} "
+                     f"{cr['mean']:>10.4f} {ratio:>10}")
+    lines.append("++ / --: significantly better / worse than the baseline with the same S "
+                 f"(Welch, alpha {common.ALPHA}); +: better mean. Step ratio: median "
+                 "training-step time over the baseline's, same run.")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    curves = {}
+    for row in results["summary"]:
+        rs = [r for r in results["runs"]
+              if r["variant"] == row["variant"] and r["samples"] == row["samples"]]
+        ys = np.array([r["curve"]["val_perfect_match"] for r in rs])
+        label = row["variant"] + (f" S={row['samples']}" if row["samples"] else "")
+        curves[label] = (rs[0]["curve"]["epoch"], ys.mean(0), ys.std(0))
+    return common.plot_convergence(curves, path, xlabel="epoch",
+                                   ylabel="validation perfect match (%)",
+                                   title=results["config"]["method"])
+
+
+def register(subparsers):
+    p = subparsers.add_parser("shortest-path", help="Warcraft shortest paths (Tables 2-3)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--method", choices=sorted(METHODS))
+    p.add_argument("--variants", type=common.parse_list)
+    p.add_argument("--samples", type=lambda s: common.parse_list(s, int),
+                   help="samples per prediction for sampled methods, e.g. 3,10,30")
+    p.add_argument("--seeds", type=lambda s: common.parse_list(s, int))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--sigma", type=float, help="noise scale of the sampled methods")
+    p.add_argument("--beta", type=float, help="inverse temperature of relaxed Bellman-Ford")
+    p.add_argument("--tikhonov", type=float)
+    p.add_argument("--data", help="folder with the original .npy layout")
+    p.add_argument("--data-cache", help="where the generated look-alike is kept")
+    p.add_argument("--n-train", type=int)
+    p.add_argument("--n-val", type=int)
+    p.add_argument("--n-test", type=int)
+    p.add_argument("--jit-compile", action="store_true", default=None)
+    p.add_argument("--out", default="results/shortest_path")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
+    group.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    preset = "paper" if args.paper else "quick" if args.quick else "cpu"
+    keys = ("method", "variants", "samples", "seeds", "epochs", "batch_size",
+            "learning_rate", "sigma", "beta", "tikhonov", "data", "data_cache", "n_train",
+            "n_val", "n_test", "jit_compile")
+    config = make_config(preset, **{k: getattr(args, k) for k in keys})
+    results = run_benchmark(config)
+    table = format_table(results)
+    print()
+    print(table)
+    results["table"] = table
+    path = common.write_json(results, args.out)
+    png = plot(results, os.path.join(args.out, "convergence.png"))
+    print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
+    return 0
