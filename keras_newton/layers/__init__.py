@@ -7,3 +7,5 @@ One import line per layer module; the layers live in `keras_newton.sorting` and
 from keras_newton.sorting.diffsort import DiffSort  # noqa: F401
 from keras_newton.sorting.neuralsort import NeuralSort  # noqa: F401
 from keras_newton.sorting.softsort import SoftSort  # noqa: F401
+from keras_newton.paths.bellman_ford import RelaxedBellmanFord  # noqa: F401
+from keras_newton.paths.exact import ShortestPath  # noqa: F401

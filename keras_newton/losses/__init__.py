@@ -2,3 +2,5 @@
 
 One import line per loss module.
 """
+
+from keras_newton.losses.paths import PathLoss  # noqa: F401

@@ -7,7 +7,20 @@ is a ``(B, H, W)`` mask in {0, 1}, relaxed paths take values in [0, 1].
 
 from keras_newton.paths.bellman_ford import RelaxedBellmanFord
 from keras_newton.paths.bellman_ford import t_conorm
+from keras_newton.paths.exact import ShortestPath
 from keras_newton.paths.exact import shortest_path
+from keras_newton.paths.exact import solve_shortest_paths
 from keras_newton.paths.grid import OFFSETS
+from keras_newton.paths.targets import pack_path_targets
+from keras_newton.paths.targets import unpack_path_targets
 
-__all__ = ["OFFSETS", "RelaxedBellmanFord", "shortest_path", "t_conorm"]
+__all__ = [
+    "OFFSETS",
+    "RelaxedBellmanFord",
+    "ShortestPath",
+    "pack_path_targets",
+    "shortest_path",
+    "solve_shortest_paths",
+    "t_conorm",
+    "unpack_path_targets",
+]

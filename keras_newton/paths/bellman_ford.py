@@ -91,8 +91,9 @@ class RelaxedBellmanFord(keras.layers.Layer):
     neighbour when the traceback runs longer than the path; absorbing it makes surplus
     iterations harmless and the hard limit exact.
 
-    Computations run in float32 (float64 inputs stay float64); the output has the dtype
-    of the input.
+    Computations run in float32, or in float64 for a layer built with
+    ``dtype="float64"``; under mixed precision the output is cast back to the compute
+    dtype.
 
     Args:
         beta: inverse temperature ``> 0`` of the softmin (and of the relaxed while
