@@ -1,0 +1,1 @@
+from keras_newton.datasets.mnist import load_mnist  # noqa: F401
