@@ -17,7 +17,9 @@ import sys
 # Modules of keras_newton.bench registering a `keras-newton bench <name>` subcommand.
 _BENCH_MODULES = []
 # Modules registering a `keras-newton data <name>` subcommand.
-_DATA_MODULES = []
+_DATA_MODULES = [
+    "warcraft_data",
+]
 
 
 def build_parser():

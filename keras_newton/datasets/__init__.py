@@ -1,1 +1,3 @@
 from keras_newton.datasets.mnist import load_mnist  # noqa: F401
+from keras_newton.datasets.warcraft import generate_warcraft, load_warcraft  # noqa: F401
+from keras_newton.datasets.warcraft import read_warcraft_arrays  # noqa: F401

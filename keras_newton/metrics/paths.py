@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from keras_newton.paths.exact import shortest_path
+from keras_newton.paths.exact import solve_shortest_paths
 from keras_newton.paths.targets import unpack_path_targets
 
 __all__ = ["CostRatio", "OptimalCostMatch", "PerfectMatch", "path_metrics"]
@@ -165,8 +166,9 @@ class CostRatio(_PathMetric):
 def path_metrics(pred_costs, true_costs, true_paths, tolerance=1e-4, batch_size=1000):
     """Perfect-match %, optimal-cost %, and mean cost ratio of predicted costs.
 
-    Solves the exact shortest path on every predicted cost map and compares it with the
-    true path (see `PerfectMatch`, `OptimalCostMatch`, `CostRatio`).
+    Solves the exact shortest path on every predicted cost map (compiled, in batches:
+    `keras_newton.paths.solve_shortest_paths`) and compares it with the true path (see
+    `PerfectMatch`, `OptimalCostMatch`, `CostRatio`).
 
     Args:
         pred_costs: predicted costs ``(N, H, W)`` (array or tensor).
@@ -198,12 +200,7 @@ def path_metrics(pred_costs, true_costs, true_paths, tolerance=1e-4, batch_size=
     tolerance = _tolerance(tolerance)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
-    pred_paths = np.concatenate(
-        [
-            np.asarray(ops.convert_to_numpy(shortest_path(pred_costs[i : i + batch_size])))
-            for i in range(0, len(pred_costs), batch_size)
-        ]
-    )
+    pred_paths = solve_shortest_paths(pred_costs, batch_size=batch_size).astype(np.float64)
     match = np.all(pred_paths == true_paths, axis=(1, 2))
     pred_cost = np.sum(pred_paths * true_costs, axis=(1, 2))
     true_cost = np.sum(true_paths * true_costs, axis=(1, 2))
