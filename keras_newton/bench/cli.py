@@ -15,7 +15,9 @@ import importlib
 import sys
 
 # Modules of keras_newton.bench registering a `keras-newton bench <name>` subcommand.
-_BENCH_MODULES = []
+_BENCH_MODULES = [
+    "classification",
+]
 # Modules registering a `keras-newton data <name>` subcommand.
 _DATA_MODULES = [
     "warcraft_data",
