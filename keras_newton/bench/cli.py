@@ -17,6 +17,8 @@ import sys
 # Modules of keras_newton.bench registering a `keras-newton bench <name>` subcommand.
 _BENCH_MODULES = [
     "classification",
+    "ranking",
+    "shortest_path",
 ]
 # Modules registering a `keras-newton data <name>` subcommand.
 _DATA_MODULES = [
