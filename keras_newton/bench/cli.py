@@ -4,10 +4,12 @@
     keras-newton bench ranking [options]          # paper Table 1 (four-digit MNIST)
     keras-newton bench shortest-path [options]    # paper Tables 2-3 (Warcraft)
     keras-newton data warcraft --out DIR          # procedural Warcraft look-alike
+    keras-newton tune ranking [options]           # KerasTuner search (also shortest-path,
+                                                  #   classification)
 
 Each command lives in its own module of this package, which exposes
 ``register(subparsers)`` adding its parser with ``set_defaults(func=run)``, and is listed
-in `_BENCH_MODULES` or `_DATA_MODULES` below.
+in `_BENCH_MODULES`, `_DATA_MODULES` or `_TUNE_MODULES` below.
 """
 
 import argparse
@@ -24,6 +26,10 @@ _BENCH_MODULES = [
 _DATA_MODULES = [
     "warcraft_data",
 ]
+# Modules registering `keras-newton tune <benchmark>` subcommands (KerasTuner searches).
+_TUNE_MODULES = [
+    "tune",
+]
 
 
 def build_parser():
@@ -35,6 +41,7 @@ def build_parser():
     for group, modules, help_text in (
         ("bench", _BENCH_MODULES, "reproduce the paper's benchmarks"),
         ("data", _DATA_MODULES, "generate or convert data sets"),
+        ("tune", _TUNE_MODULES, "search hyperparameters with KerasTuner"),
     ):
         group_parser = commands.add_parser(group, help=help_text)
         sub = group_parser.add_subparsers(dest="name", required=True)

@@ -1,0 +1,435 @@
+"""KerasTuner hypermodels of the three benchmarks: classification, ranking, shortest paths.
+
+Each hypermodel builds the benchmark's model compiled with a loss whose hyperparameters are
+searched by KerasTuner:
+
+- ``curvature``: ``"baseline"`` (the base loss itself) or a `keras_newton.NewtonLoss`
+  curvature kind (``"hessian"``, ``"hessian_elementwise"``, ``"fisher"``);
+- ``tikhonov``: the ``lambda`` of ``(C + lambda I)``, on a log scale (the paper's grid is
+  ``1e-3 .. 1e3``, Petersen et al., NeurIPS 2024, Section 5); active only for Newton
+  curvatures (a KerasTuner conditional scope on ``curvature``);
+- the relaxation's temperature or steepness (``tau`` of NeuralSort / SoftSort,
+  ``steepness`` of DiffSort, ``beta`` of relaxed Bellman-Ford, ``sigma`` of the sampled
+  shortest-path losses), on a log scale;
+- ``learning_rate``, on a log scale.
+
+Every range may be fixed to a single number instead. The losses are made by the
+benchmarks' own builders (`keras_newton.bench.ranking.make_loss`,
+`keras_newton.bench.shortest_path.make_loss`), so a tuned configuration means the same thing
+in ``keras-newton bench``. The command ``keras-newton tune {classification,ranking,
+shortest-path}`` runs a search with any of KerasTuner's RandomSearch, BayesianOptimization
+or Hyperband (`keras_newton.bench.tune`).
+
+This module needs KerasTuner (and TensorBoard, which KerasTuner imports on TensorFlow):
+``pip install 'keras-newton[tune]'``. `keras_newton.models` imports it only when one of the
+hypermodels is asked for.
+
+Example:
+
+```python
+import keras_tuner
+from keras_newton.models import RankingHyperModel
+
+hypermodel = RankingHyperModel(n=5, relaxation="neuralsort")
+tuner = keras_tuner.RandomSearch(hypermodel, objective=hypermodel.objective, max_trials=20)
+tuner.search(train_sets, steps_per_epoch=200, epochs=5, validation_data=val_sets)
+best = tuner.get_best_models(1)[0]
+```
+"""
+
+import math
+
+import keras
+
+try:
+    import keras_tuner
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "keras_newton.models.hypermodels needs KerasTuner: pip install 'keras-newton[tune]' "
+        "(keras-tuner and tensorboard)."
+    ) from error
+
+__all__ = ["ClassificationHyperModel", "RankingHyperModel", "ShortestPathHyperModel"]
+
+#: The paper's Tikhonov grid, ``1e-3 .. 1e3`` (log scale).
+TIKHONOV_RANGE = (1e-3, 1e3)
+NEWTON_CURVATURES = ("hessian", "hessian_elementwise", "fisher")
+
+
+def _check_range(name, spec):
+    """A positive number (fixed) or ``(low, high)`` with ``0 < low <= high``."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if not (math.isfinite(spec) and spec > 0):
+            raise ValueError(f"{name} must be a positive finite number or a (low, high) "
+                             f"range; received {spec!r}.")
+        return float(spec)
+    if (isinstance(spec, (tuple, list)) and len(spec) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)):
+        low, high = (float(v) for v in spec)
+        if math.isfinite(low) and math.isfinite(high) and 0 < low <= high:
+            return (low, high)
+    raise ValueError(f"{name} must be a positive number or a (low, high) range with "
+                     f"0 < low <= high; received {spec!r}.")
+
+
+def _log_float(hp, name, spec):
+    """``hp.Fixed`` for a number, a log-scale ``hp.Float`` for a range."""
+    if isinstance(spec, float):
+        return hp.Fixed(name, spec)
+    low, high = spec
+    if low == high:
+        return hp.Fixed(name, low)
+    return hp.Float(name, low, high, sampling="log")
+
+
+def _check_curvatures(curvatures, allowed):
+    if isinstance(curvatures, str):
+        curvatures = [curvatures]
+    curvatures = list(curvatures or ())
+    bad = [c for c in curvatures if c not in allowed]
+    if not curvatures or bad or len(set(curvatures)) != len(curvatures):
+        raise ValueError(f"curvatures must be a non-empty list of distinct names from "
+                         f"{allowed}; received {curvatures!r}.")
+    return curvatures
+
+
+class _NewtonHyperModel(keras_tuner.HyperModel):
+    """Shared hyperparameters: curvature (with the baseline), tikhonov, learning rate."""
+
+    #: the metric the search maximises; subclasses set it.
+    objective_name = None
+
+    def __init__(self, curvatures, tikhonov, learning_rate, allowed, name, tunable):
+        super().__init__(name=name, tunable=tunable)
+        self.curvatures = _check_curvatures(curvatures, allowed)
+        self.tikhonov = _check_range("tikhonov", tikhonov)
+        self.learning_rate = _check_range("learning_rate", learning_rate)
+
+    @property
+    def objective(self):
+        """The `keras_tuner.Objective` to pass to a tuner (validation metric, maximised)."""
+        return keras_tuner.Objective(self.objective_name, direction="max")
+
+    def _curvature(self, hp):
+        """``(variant, tikhonov)``; tikhonov is ``None`` for the baseline."""
+        variant = hp.Choice("curvature", self.curvatures)
+        newton = [c for c in self.curvatures if c != "baseline"]
+        tikhonov = None
+        if newton:
+            with hp.conditional_scope("curvature", newton):
+                tikhonov = _log_float(hp, "tikhonov", self.tikhonov)
+        return variant, (None if variant == "baseline" else tikhonov)
+
+    def _config(self):
+        return {"curvatures": list(self.curvatures), "tikhonov": self.tikhonov,
+                "learning_rate": self.learning_rate}
+
+
+class ClassificationHyperModel(_NewtonHyperModel):
+    """Hypermodel of MNIST classification (paper Table 4) with softmax cross-entropy.
+
+    Builds the Table 4 model ``model`` (`keras_newton.models.classification_model`, raw
+    0..255 pixels in, logits out) compiled with ``SparseCategoricalCrossentropy(
+    from_logits=True)`` (``curvature="baseline"``) or its Newton loss
+
+        z*_i = y_i - (C + lambda I)^-1 g_i,   loss_i = 1/2 ||z*_i - y_i||^2
+
+    (Petersen et al., NeurIPS 2024, Definitions 1-3), with metrics ``base_loss`` and
+    ``accuracy``. Searched: ``curvature``, ``tikhonov`` (log, conditional on a Newton
+    curvature) and ``learning_rate`` (log). The objective is ``val_accuracy``.
+
+    Args:
+        model: ``"M1"`` .. ``"M5"``.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        curvatures: the choices of ``curvature``, from ``"baseline"``, ``"hessian"``,
+            ``"hessian_elementwise"``, ``"fisher"``.
+        tikhonov: ``(low, high)`` log range or a fixed number.
+        learning_rate: ``(low, high)`` log range or a fixed number; default ``(1e-3, 1)``
+            for SGD and ``(1e-4, 1e-2)`` for Adam.
+        name, tunable: as in `keras_tuner.HyperModel`.
+
+    Example:
+
+    ```python
+    hypermodel = ClassificationHyperModel("M1", optimizer="sgd")
+    tuner = keras_tuner.RandomSearch(hypermodel, hypermodel.objective, max_trials=10)
+    tuner.search(x_train, y_train, epochs=2, validation_data=(x_val, y_val))
+    ```
+    """
+
+    objective_name = "val_accuracy"
+
+    def __init__(self, model="M1", optimizer="sgd",
+                 curvatures=("baseline", "hessian_elementwise", "hessian", "fisher"),
+                 tikhonov=TIKHONOV_RANGE, learning_rate=None, name=None, tunable=True):
+        from keras_newton.models.classification import MODELS
+
+        if not isinstance(model, str) or model.upper() not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}; received {model!r}.")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam'; received {optimizer!r}.")
+        if learning_rate is None:
+            learning_rate = (1e-3, 1.0) if optimizer == "sgd" else (1e-4, 1e-2)
+        super().__init__(curvatures, tikhonov, learning_rate,
+                         ("baseline",) + NEWTON_CURVATURES, name, tunable)
+        self.model = model.upper()
+        self.optimizer = optimizer
+
+    def build(self, hp):
+        """The compiled Table 4 model for the trial's hyperparameters."""
+        from keras_newton import NewtonLoss
+        from keras_newton.metrics import BaseLoss
+        from keras_newton.models.classification import classification_model
+
+        variant, tikhonov = self._curvature(hp)
+        lr = _log_float(hp, "learning_rate", self.learning_rate)
+        base = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = (base if variant == "baseline"
+                else NewtonLoss(base, curvature=variant, tikhonov=tikhonov))
+        optimizer = (keras.optimizers.SGD(lr) if self.optimizer == "sgd"
+                     else keras.optimizers.Adam(lr))
+        model = classification_model(self.model)
+        model.compile(optimizer, loss, metrics=[
+            BaseLoss(base), keras.metrics.SparseCategoricalAccuracy("accuracy")])
+        return model
+
+    def get_config(self):
+        """The constructor arguments (for the summary of a search)."""
+        return dict(self._config(), model=self.model, optimizer=self.optimizer)
+
+
+class RankingHyperModel(_NewtonHyperModel):
+    """Hypermodel of four-digit MNIST ranking (paper Table 1).
+
+    Builds `keras_newton.models.multi_digit_cnn` ``(n)`` compiled with the ranking loss of a
+    sorting relaxation, ``BCE(P(s), Q)`` (`keras_newton.losses.RankingLoss`), as the
+    baseline or inside a `keras_newton.NewtonLoss`; Adam; metrics ``base_loss``,
+    ``exact_match`` and ``elementwise_accuracy``. The loss comes from
+    `keras_newton.bench.ranking.make_loss`. Searched: ``curvature``, ``tikhonov`` (log,
+    conditional), the relaxation's ``tau`` (NeuralSort, SoftSort: temperature) or
+    ``steepness`` (DiffSort), and ``learning_rate`` (log). The objective is
+    ``val_exact_match``.
+
+    Args:
+        n: items per set.
+        relaxation: ``"neuralsort"``, ``"softsort"`` or ``"diffsort"``.
+        curvatures: the choices of ``curvature`` (``"baseline"`` and Newton kinds).
+        tikhonov: ``(low, high)`` log range or a fixed number; default ``(1e-3, 1e3)``.
+        learning_rate: ``(low, high)`` log range or a fixed number.
+        tau: NeuralSort / SoftSort temperature range or value.
+        steepness: DiffSort steepness range or value.
+        network, distribution: DiffSort's sorting network and swap distribution.
+        name, tunable: as in `keras_tuner.HyperModel`.
+
+    Example:
+
+    ```python
+    hypermodel = RankingHyperModel(n=5, relaxation="diffsort")
+    tuner = keras_tuner.Hyperband(hypermodel, hypermodel.objective, max_epochs=10)
+    tuner.search(train_sets, steps_per_epoch=500, validation_data=val_sets)
+    ```
+    """
+
+    objective_name = "val_exact_match"
+
+    def __init__(self, n=5, relaxation="neuralsort",
+                 curvatures=("baseline", "hessian", "fisher"), tikhonov=TIKHONOV_RANGE,
+                 learning_rate=(1e-4, 1e-2), tau=(0.1, 10.0), steepness=(2.0, 100.0),
+                 network="odd_even", distribution="cauchy", name=None, tunable=True):
+        from keras_newton.bench import ranking
+
+        if relaxation not in ranking.RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {ranking.RELAXATIONS}; received "
+                             f"{relaxation!r}.")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n (items per set) must be an integer >= 2; received {n!r}.")
+        super().__init__(curvatures, tikhonov, learning_rate, ranking.VARIANTS, name,
+                         tunable)
+        self.n = n
+        self.relaxation = relaxation
+        self.tau = _check_range("tau", tau)
+        self.steepness = _check_range("steepness", steepness)
+        self.network = network
+        self.distribution = distribution
+
+    def build(self, hp):
+        """The compiled ranking CNN for the trial's hyperparameters."""
+        from keras_newton.bench import ranking
+        from keras_newton.metrics import BaseLoss, ElementwiseRankAccuracy
+        from keras_newton.metrics import ExactMatchAccuracy
+        from keras_newton.models.ranking import multi_digit_cnn
+
+        variant, tikhonov = self._curvature(hp)
+        overrides = {"relaxation": self.relaxation, "n": self.n, "network": self.network,
+                     "distribution": self.distribution}
+        if self.relaxation == "diffsort":
+            overrides["steepness"] = _log_float(hp, "steepness", self.steepness)
+        else:
+            overrides["tau"] = _log_float(hp, "tau", self.tau)
+        if tikhonov is not None:
+            overrides["tikhonov"] = {variant: tikhonov}
+        lr = _log_float(hp, "learning_rate", self.learning_rate)
+        loss, base = ranking.make_loss(ranking.make_config("cpu", **overrides), variant)
+        model = multi_digit_cnn(self.n)
+        model.compile(keras.optimizers.Adam(lr), loss, metrics=[
+            BaseLoss(base), ExactMatchAccuracy(), ElementwiseRankAccuracy()])
+        return model
+
+    def get_config(self):
+        """The constructor arguments (for the summary of a search)."""
+        return dict(self._config(), n=self.n, relaxation=self.relaxation, tau=self.tau,
+                    steepness=self.steepness, network=self.network,
+                    distribution=self.distribution)
+
+
+class ShortestPathHyperModel(_NewtonHyperModel):
+    """Hypermodel of Warcraft shortest paths (paper Tables 2-3).
+
+    Builds `keras_newton.models.comb_resnet18` (map image -> grid costs) compiled with the
+    loss of one of the paper's methods (`keras_newton.bench.shortest_path.make_loss`:
+    relaxed Bellman-Ford with an L1 / squared-L2 path loss, stochastic smoothing of the loss
+    or of the algorithm, or a Fenchel-Young loss), as the baseline or inside a
+    `keras_newton.NewtonLoss`; Adam at a constant learning rate; metric ``base_loss``.
+    Searched: ``curvature`` (among the method's variants), ``tikhonov`` (log, conditional),
+    ``beta`` (inverse temperature of relaxed Bellman-Ford) or ``sigma`` (noise scale of the
+    sampled methods), and ``learning_rate`` (log).
+
+    Training takes the true paths ``(B, H, W)`` as targets. `fit` evaluates the exact
+    shortest path of the predicted validation costs after every epoch
+    (`keras_newton.metrics.path_metrics`) and logs ``val_perfect_match`` (the objective),
+    ``val_optimal_cost`` (both in percent) and ``val_cost_ratio``: pass
+    ``validation_data=(images, keras_newton.paths.pack_path_targets(paths, costs))``.
+
+    Args:
+        method: a key of `keras_newton.bench.shortest_path.METHODS` (``"bf_for_l1"``,
+            ``"smooth_loss"``, ``"fenchel_young"``, ...).
+        samples: samples per prediction of the sampled methods.
+        curvatures: the choices of ``curvature``; default: every variant of ``method``.
+        tikhonov: ``(low, high)`` log range or a fixed number.
+        learning_rate: ``(low, high)`` log range or a fixed number.
+        beta: relaxed Bellman-Ford inverse temperature, range or value.
+        sigma: noise scale of the sampled methods, range or value.
+        grid, input_shape: cost grid side and image shape of the model (12 and
+            ``(96, 96, 3)`` for Warcraft).
+        seed: seed of the sampled losses' noise.
+        name, tunable: as in `keras_tuner.HyperModel`.
+
+    Example:
+
+    ```python
+    hypermodel = ShortestPathHyperModel("fenchel_young", samples=10)
+    tuner = keras_tuner.BayesianOptimization(hypermodel, hypermodel.objective, max_trials=20)
+    tuner.search(maps, paths, batch_size=70, epochs=10,
+                 validation_data=(val_maps, pack_path_targets(val_paths, val_costs)))
+    ```
+    """
+
+    objective_name = "val_perfect_match"
+
+    def __init__(self, method="fenchel_young", samples=10, curvatures=None,
+                 tikhonov=TIKHONOV_RANGE, learning_rate=(1e-4, 1e-2), beta=(1.0, 100.0),
+                 sigma=(0.01, 1.0), grid=12, input_shape=(96, 96, 3), seed=0, name=None,
+                 tunable=True):
+        from keras_newton.bench import shortest_path
+
+        if method not in shortest_path.METHODS:
+            raise ValueError(f"method must be one of {sorted(shortest_path.METHODS)}; "
+                             f"received {method!r}.")
+        allowed = shortest_path.METHODS[method]
+        super().__init__(curvatures or allowed, tikhonov, learning_rate, allowed, name,
+                         tunable)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive integer; received {samples!r}.")
+        self.method = method
+        self.samples = samples
+        self.beta = _check_range("beta", beta)
+        self.sigma = _check_range("sigma", sigma)
+        self.grid = int(grid)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.seed = int(seed)
+
+    def build(self, hp):
+        """The compiled cost model for the trial's hyperparameters."""
+        from keras_newton.bench import shortest_path
+        from keras_newton.metrics import BaseLoss
+        from keras_newton.models.paths import comb_resnet18
+
+        variant, tikhonov = self._curvature(hp)
+        overrides = {"method": self.method, "variants": [variant], "tikhonov": tikhonov}
+        if self.method.startswith("bf"):
+            overrides["beta"] = _log_float(hp, "beta", self.beta)
+        else:
+            overrides["sigma"] = _log_float(hp, "sigma", self.sigma)
+        lr = _log_float(hp, "learning_rate", self.learning_rate)
+        config = shortest_path.make_config("cpu", **overrides)
+        samples = self.samples if self.method in shortest_path.SAMPLED else None
+        loss = shortest_path.make_loss(config, variant, samples, self.seed)
+        base = loss if variant == "baseline" else loss.base_loss
+        model = comb_resnet18(self.grid, self.input_shape)
+        model.compile(keras.optimizers.Adam(lr), loss, metrics=[BaseLoss(base)])
+        return model
+
+    def fit(self, hp, model, *args, validation_data=None, callbacks=None, **kwargs):
+        """`model.fit`, with exact-solver validation metrics logged after every epoch.
+
+        ``validation_data=(images, packed)``, ``packed`` from
+        `keras_newton.paths.pack_path_targets` (paths and true costs), is evaluated by a
+        callback, not by Keras: the sampled losses cannot take packed targets.
+        """
+        callbacks = list(callbacks or [])
+        if validation_data is not None:
+            callbacks.insert(0, PathValidation(*validation_data))
+        return model.fit(*args, callbacks=callbacks, **kwargs)
+
+    def get_config(self):
+        """The constructor arguments (for the summary of a search)."""
+        return dict(self._config(), method=self.method, samples=self.samples,
+                    beta=self.beta, sigma=self.sigma, grid=self.grid,
+                    input_shape=list(self.input_shape), seed=self.seed)
+
+
+class PathValidation(keras.callbacks.Callback):
+    """Adds ``val_perfect_match``, ``val_optimal_cost`` and ``val_cost_ratio`` to the logs.
+
+    After every epoch, predicts the validation costs, solves their exact shortest paths
+    and scores them against the true paths and costs (`keras_newton.metrics.path_metrics`:
+    percentages and the mean cost ratio). Placed before KerasTuner's and Keras' own
+    callbacks, its values reach the History and the tuner's objective.
+
+    Args:
+        images: validation images.
+        targets: ``pack_path_targets(paths, costs)``, ``(N, H, W, 2)``, or a pair
+            ``(paths, costs)``.
+        batch_size: prediction batch size.
+
+    Example:
+
+    ```python
+    model.fit(x, paths, epochs=5, callbacks=[PathValidation(val_x, (val_paths, val_costs))])
+    ```
+    """
+
+    def __init__(self, images, targets, batch_size=200):
+        super().__init__()
+        from keras import ops
+
+        from keras_newton.paths.targets import unpack_path_targets
+
+        if isinstance(targets, (tuple, list)) and len(targets) == 2:
+            paths, costs = targets
+        else:
+            paths, costs = unpack_path_targets(targets, name="validation targets")
+            if costs is None:
+                raise ValueError("validation targets must hold the true costs too: pass "
+                                 "pack_path_targets(paths, costs) or (paths, costs).")
+            paths, costs = ops.convert_to_numpy(paths), ops.convert_to_numpy(costs)
+        self.images, self.paths, self.costs = images, paths, costs
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_newton.metrics.paths import path_metrics
+
+        pred = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        scores = path_metrics(pred, self.costs, self.paths)
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in scores.items()})
