@@ -6,10 +6,12 @@
     keras-newton data warcraft --out DIR          # procedural Warcraft look-alike
     keras-newton tune ranking [options]           # KerasTuner search (also shortest-path,
                                                   #   classification)
+    keras-newton export ranker --model M.keras --out DIR/NAME/VERSION  # TF-Serving
 
 Each command lives in its own module of this package, which exposes
 ``register(subparsers)`` adding its parser with ``set_defaults(func=run)``, and is listed
-in `_BENCH_MODULES`, `_DATA_MODULES` or `_TUNE_MODULES` below.
+in `_BENCH_MODULES`, `_DATA_MODULES`, `_TUNE_MODULES` or `_EXPORT_MODULES`
+below.
 """
 
 import argparse
@@ -30,6 +32,10 @@ _DATA_MODULES = [
 _TUNE_MODULES = [
     "tune",
 ]
+# Modules registering `keras-newton export <kind>` subcommands (TF-Serving SavedModels).
+_EXPORT_MODULES = [
+    "export",
+]
 
 
 def build_parser():
@@ -42,6 +48,7 @@ def build_parser():
         ("bench", _BENCH_MODULES, "reproduce the paper's benchmarks"),
         ("data", _DATA_MODULES, "generate or convert data sets"),
         ("tune", _TUNE_MODULES, "search hyperparameters with KerasTuner"),
+        ("export", _EXPORT_MODULES, "export trained models for TF-Serving"),
     ):
         group_parser = commands.add_parser(group, help=help_text)
         sub = group_parser.add_subparsers(dest="name", required=True)

@@ -310,7 +310,8 @@ def format_trials(summary, top=5):
         values = []
         for n in names:
             v = t["hyperparameters"].get(n)
-            values.append(f"{'-' if v is None else (f'{v:.4g}' if isinstance(v, float) else v):>20}")
+            text = "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+            values.append(f"{text:>20}")
         lines.append(f"{t['trial_id']:<6} {score:>18} " + " ".join(values))
     test = ", ".join(f"{k} {v:.4g}" for k, v in summary["best"]["test"].items())
     lines.append(f"best model (trial {summary['best']['trial_id']}) on the test split: {test}")
