@@ -155,3 +155,30 @@ def plot_convergence(curves, path, xlabel="step", ylabel="validation exact match
 def parse_list(text, cast=str):
     """``"a,b, c"`` -> ``[cast(a), cast(b), cast(c)]``."""
     return [cast(v.strip()) for v in str(text).split(",") if v.strip()]
+
+
+def run_command(name, make_config, run_benchmark, format_table, plot=None, out="results"):
+    """The body of a ``keras-newton bench NAME`` command.
+
+    Builds the config (``make_config()``), runs the benchmark, prints the table, and writes
+    ``results.json``, ``table.txt`` and (with ``plot``) ``convergence.png`` into ``out``.
+    Bad settings or missing data print one error line and return exit code 2.
+    """
+    import sys
+
+    try:
+        config = make_config()
+        results = run_benchmark(config)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"keras-newton bench {name}: error: {e}", file=sys.stderr)
+        return 2
+    table = format_table(results)
+    print()
+    print(table)
+    results["table"] = table
+    path = write_json(results, out)
+    with open(os.path.join(out, "table.txt"), "w") as f:
+        f.write(table + "\n")
+    png = plot(results, os.path.join(out, "convergence.png")) if plot else None
+    print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
+    return 0

@@ -341,13 +341,6 @@ def run(args):
     keys = ("method", "variants", "samples", "seeds", "epochs", "batch_size",
             "learning_rate", "sigma", "beta", "tikhonov", "data", "data_cache", "n_train",
             "n_val", "n_test", "jit_compile")
-    config = make_config(preset, **{k: getattr(args, k) for k in keys})
-    results = run_benchmark(config)
-    table = format_table(results)
-    print()
-    print(table)
-    results["table"] = table
-    path = common.write_json(results, args.out)
-    png = plot(results, os.path.join(args.out, "convergence.png"))
-    print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
-    return 0
+    return common.run_command(
+        "shortest-path", lambda: make_config(preset, **{k: getattr(args, k) for k in keys}),
+        run_benchmark, format_table, plot, args.out)
