@@ -9,10 +9,12 @@ import tensorflow as tf
 
 import sorting_reference as ref
 from conftest import fd_gradient
+from conftest import fd_hessian
 from keras_newton import layers
 from keras_newton.sorting import DISTRIBUTIONS
 from keras_newton.sorting import permutation_matrix
 from keras_newton.sorting import stable_ranks
+from keras_newton.sorting.distributions import swap_probability_derivatives
 from keras_newton.sorting.networks import sorting_plan
 
 
@@ -216,3 +218,42 @@ def test_stable_ranks_and_true_permutation_break_ties_by_index():
     q = keras.ops.convert_to_numpy(permutation_matrix(y))
     np.testing.assert_array_equal(q, np.stack([ref.true_permutation(v) for v in y]))
     np.testing.assert_array_equal(np.argmax(q, axis=-1), np.argsort(y, axis=1, kind="stable"))
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=_name)
+def test_closed_form_derivatives_match_finite_differences(layer, rng):
+    # permutation_derivatives in float64 against central differences of the NumPy formula:
+    # J = dP/ds (h = 1e-6) and <w, d2P/ds2> as the FD Hessian of <w, P> (h = 1e-4).
+    n = 4
+    s = _scores(rng, 2, n, spread=1.0)
+    w = rng.normal(size=(2, n, n))
+    p, jac, hess_fn = layer.permutation_derivatives(keras.ops.convert_to_tensor(s))
+    jac = keras.ops.convert_to_numpy(jac)
+    hess = keras.ops.convert_to_numpy(hess_fn(keras.ops.convert_to_tensor(w)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p), _reference(layer, s), atol=1e-12)
+    for b in range(2):
+        for m in range(n):
+            e = np.zeros(n)
+            e[m] = 1e-6
+            fd = (_reference(layer, (s[b] + e)[None])[0]
+                  - _reference(layer, (s[b] - e)[None])[0]) / 2e-6
+            np.testing.assert_allclose(jac[b, :, :, m], fd, atol=1e-6)
+        f = lambda v, b=b: float(np.sum(w[b] * _reference(layer, v[None])[0]))  # noqa: E731
+        # rtol: SoftSort with power 0.5 has curvature ~|d|^-1.5, large for close scores.
+        np.testing.assert_allclose(hess[b], fd_hessian(f, s[b]), rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_swap_distribution_derivatives_match_finite_differences(distribution):
+    # alpha, alpha', alpha'' at points away from the kinks, against the NumPy sigmoid and
+    # central differences (h = 1e-5: first derivative to 1e-7, second to 1e-4 relative).
+    diff = np.array([-0.9, -0.31, -0.07, 0.013, 0.04, 0.2, 0.77, 1.5])
+    steepness, lam = 3.0, 0.4
+    a, a1, a2 = (keras.ops.convert_to_numpy(t) for t in swap_probability_derivatives(
+        keras.ops.convert_to_tensor(diff), steepness, distribution, lam))
+    f = np.vectorize(lambda x: ref.sigmoid_f(x, steepness, distribution, lam))
+    h = 1e-5
+    np.testing.assert_allclose(a, f(diff), atol=1e-14)
+    np.testing.assert_allclose(a1, (f(diff + h) - f(diff - h)) / (2 * h), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(a2, (f(diff + h) - 2 * f(diff) + f(diff - h)) / h**2,
+                               rtol=1e-4, atol=1e-4)

@@ -1,3 +1,4 @@
+from keras_newton.models.ranking import multi_digit_cnn  # noqa: F401
 from keras_newton.models.classification import classification_model, lenet5, mlp  # noqa: F401
 from keras_newton.models.paths import comb_resnet18  # noqa: F401
 

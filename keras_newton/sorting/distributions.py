@@ -68,8 +68,12 @@ def swap_probability(a, b, steepness, distribution="cauchy", art_lambda=0.25):
     Returns:
         ``alpha`` in ``[0, 1]``, the shape of ``a``.
     """
+    return swap_probability_of_difference(b - a, steepness, distribution, art_lambda)
+
+
+def swap_probability_of_difference(diff, steepness, distribution="cauchy", art_lambda=0.25):
+    """``alpha = f(diff)`` for ``diff = b - a``; see `swap_probability`."""
     check_distribution(distribution)
-    diff = b - a
     if distribution == "logistic_phi":
         scale = ops.power(ops.abs(diff) + _ART_EPS, art_lambda)
         return ops.sigmoid(steepness * diff / scale)
@@ -83,3 +87,59 @@ def swap_probability(a, b, steepness, distribution="cauchy", art_lambda=0.25):
     if distribution == "cauchy":
         return ops.arctan(v) / math.pi + 0.5
     return _optimal(v)
+
+
+def swap_probability_derivatives(diff, steepness, distribution="cauchy", art_lambda=0.25):
+    """``(alpha, d alpha / d diff, d2 alpha / d diff2)`` at ``diff = b - a``, in closed form.
+
+    Used by `DiffSort.permutation_derivatives` (forward-mode second derivatives of the
+    network); with ``v = steepness * diff`` and ``beta = steepness``:
+
+    - logistic: ``beta s (1 - s)``, ``beta^2 s (1 - s)(1 - 2 s)`` with ``s = sigma(v)``;
+    - logistic_phi: ``alpha = sigma(g)``, ``g = beta diff (|diff| + eps)^-lambda``:
+      ``s (1 - s) g'`` and ``s (1 - s)(1 - 2 s) g'^2 + s (1 - s) g''``;
+    - gaussian: ``beta phi(v)``, ``-beta^2 v phi(v)``;
+    - reciprocal: ``beta / (2 + |v|)^2``, ``-2 beta^2 sign(v) / (2 + |v|)^3``;
+    - cauchy: ``beta / (pi (1 + v^2))``, ``-2 beta^2 v / (pi (1 + v^2)^2)``;
+    - optimal: ``beta``, ``0`` for ``|v| <= 1/4``; else ``beta / (16 v^2)``,
+      ``-beta^2 / (8 v^3)``.
+
+    At the kinks (``diff = 0`` for logistic_phi and reciprocal, ``|v| = 1/4`` for optimal)
+    the one-sided value that automatic differentiation picks is returned.
+    """
+    check_distribution(distribution)
+    beta = steepness
+    if distribution in ("logistic", "logistic_phi"):
+        if distribution == "logistic":
+            g = beta * diff
+            g1 = ops.full_like(diff, beta)
+            g2 = ops.zeros_like(diff)
+        else:
+            u = ops.abs(diff)
+            a = u + _ART_EPS
+            lam = art_lambda
+            g = beta * diff * ops.power(a, -lam)
+            g1 = beta * ops.power(a, -lam - 1.0) * (a - lam * u)
+            g2 = ops.sign(diff) * beta * lam * ops.power(a, -lam - 2.0) * (
+                (lam + 1.0) * u - 2.0 * a)
+        s = ops.sigmoid(g)
+        ds = s * (1.0 - s)
+        return s, ds * g1, ds * (1.0 - 2.0 * s) * ops.square(g1) + ds * g2
+    v = beta * diff
+    if distribution == "gaussian":
+        pdf = ops.exp(-0.5 * ops.square(v)) / math.sqrt(2.0 * math.pi)
+        return 0.5 * (1.0 + ops.erf(v / math.sqrt(2.0))), beta * pdf, -beta**2 * v * pdf
+    if distribution == "reciprocal":
+        d = 2.0 + ops.abs(v)
+        return (0.5 * (v / d + 1.0), beta / ops.square(d),
+                -2.0 * beta**2 * ops.sign(v) / (d * d * d))
+    if distribution == "cauchy":
+        q = 1.0 + ops.square(v)
+        return (ops.arctan(v) / math.pi + 0.5, beta / (math.pi * q),
+                -2.0 * beta**2 * v / (math.pi * ops.square(q)))
+    quarter = 0.25
+    outside = ops.abs(v) > quarter
+    safe = ops.where(outside, v, ops.ones_like(v))
+    d1 = ops.where(outside, beta / (16.0 * ops.square(safe)), ops.full_like(v, beta))
+    d2 = ops.where(outside, -(beta**2) / (8.0 * safe * safe * safe), ops.zeros_like(v))
+    return _optimal(v), d1, d2

@@ -17,6 +17,15 @@ A sorting network is a fixed sequence of layers of comparators; a comparator of 
 pairs of *slots* (positions of a length-``n`` state) holding the soft min and the soft max,
 and at the end the slot of each ascending rank. Moves that involve padding become a
 relabelling of slots, so every executed comparator is a real, soft one.
+
+`layer_matrices` writes one layer as matrices: with ``D = S_lo - S_hi`` (``S`` the
+one-hot slot-selection matrices, ``n x k``) and ``W`` the permutation swapping every pair,
+a layer with swap probabilities ``alpha`` (``k``) is the symmetric, doubly stochastic
+
+    M(alpha) = W + D diag(alpha) D^T,
+
+the identity on each pair for ``alpha = 1`` and the swap for ``alpha = 0``; and
+``b - a = -(x D)`` gives the comparator inputs.
 """
 
 import math
@@ -70,15 +79,12 @@ class SortingPlan(NamedTuple):
         layers: tuple of ``(lo, hi)`` int32 arrays of equal length: in that layer, the soft
             min of slots ``lo[c]`` and ``hi[c]`` goes to slot ``lo[c]``, the soft max to
             ``hi[c]``. Slots in no pair keep their value.
-        gathers: per layer, the int32 index of length ``n`` into
-            ``concat([state, soft_min, soft_max])`` building the next state.
         rank_slots: int32 array, ``rank_slots[r]`` is the slot holding rank ``r``
             (ascending) after the last layer.
     """
 
     n: int
     layers: tuple
-    gathers: tuple
     rank_slots: np.ndarray
 
 
@@ -87,7 +93,7 @@ def compile_plan(layers, n, wires=None):
     rest ``+inf`` padding) into a `SortingPlan` on ``n`` slots."""
     wires = n if wires is None else wires
     slot_of_wire = {w: w for w in range(n)}  # wire -> slot, for wires holding real values
-    compiled, gathers = [], []
+    compiled = []
     for layer in layers:
         lo, hi = [], []
         new_map = dict(slot_of_wire)
@@ -104,16 +110,23 @@ def compile_plan(layers, n, wires=None):
         slot_of_wire = new_map
         if not lo:
             continue
-        k = len(lo)
-        gather = np.arange(n, dtype=np.int32)
-        gather[lo] = n + np.arange(k)
-        gather[hi] = n + k + np.arange(k)
         compiled.append((np.asarray(lo, np.int32), np.asarray(hi, np.int32)))
-        gathers.append(gather)
     ranks = [slot_of_wire.get(w) for w in range(n)]
     if any(r is None for r in ranks) or sorted(ranks) != list(range(n)):
         raise AssertionError(f"the network does not route the {n} values to wires 0..n-1")
-    return SortingPlan(n, tuple(compiled), tuple(gathers), np.asarray(ranks, np.int32))
+    return SortingPlan(n, tuple(compiled), np.asarray(ranks, np.int32))
+
+
+def layer_matrices(lo, hi, n):
+    """``(W, D)`` of one compiled layer (float64 NumPy): ``M(alpha) = W + D diag(alpha) D^T``."""
+    k = len(lo)
+    d = np.zeros((n, k))
+    d[lo, np.arange(k)] = 1.0
+    d[hi, np.arange(k)] = -1.0
+    w = np.eye(n)
+    w[lo, lo] = w[hi, hi] = 0.0
+    w[lo, hi] = w[hi, lo] = 1.0
+    return w, d
 
 
 def sorting_plan(network, n):

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_newton.sorting.permutation import SortingRelaxation
 from keras_newton.sorting.permutation import check_positive
+from keras_newton.sorting.permutation import softmax_derivatives
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
@@ -52,6 +53,24 @@ class NeuralSort(SortingRelaxation):
         coeff = ops.cast(2 * ops.arange(n) + 1 - n, s.dtype)  # (n,) over ascending ranks
         logits = (coeff[None, :, None] * s[:, None, :] - a_sum[:, None, :]) / self.tau
         return ops.softmax(logits, axis=-1)
+
+    def permutation_derivatives(self, scores, hessian=True):
+        """``(P, dP/ds, weighted d2P/ds2)`` in closed form (see `SortingRelaxation`).
+
+        The logits ``L[r, j] = (c_r s_j - sum_k |s_j - s_k|) / tau``, ``c_r = 2r + 1 - n``,
+        are piecewise linear in ``s``: ``dL[r, j]/ds_m = ((c_r - S_j) [j = m] +
+        sign(s_j - s_m)) / tau`` with ``S_j = sum_k sign(s_j - s_k)``, and ``d2L = 0``.
+        """
+        s = ops.convert_to_tensor(scores)
+        p = self.relaxed_permutation(s)
+        n = s.shape[-1]
+        sign = ops.sign(s[:, :, None] - s[:, None, :])  # (B, j, m)
+        coeff = ops.cast(2 * ops.arange(n) + 1 - n, s.dtype)
+        eye = ops.eye(n, dtype=s.dtype)
+        diag = coeff[None, :, None] - ops.sum(sign, axis=-1)[:, None, :]  # (B, r, j)
+        jac_logits = (diag[..., None] * eye[None, None] + sign[:, None]) / self.tau
+        jac, hess_fn = softmax_derivatives(p, jac_logits, hessian=hessian)
+        return p, jac, hess_fn
 
     def get_config(self):
         config = super().get_config()

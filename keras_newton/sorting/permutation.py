@@ -53,12 +53,63 @@ def check_positive(name, value):
     return value
 
 
+def softmax_derivatives(p, jac_logits, curv_factor=None, curv_vector=None,
+                        hessian=True):
+    """Derivatives of row-wise softmax probabilities ``p = softmax(L)`` w.r.t. scores ``s``.
+
+    With ``G_j = dL_j/ds - sum_l p_l dL_l/ds`` (per row ``r``, omitted):
+
+        dp_j/ds = p_j G_j
+        d2p_j/ds2 = p_j (G_j G_j^T - sum_l p_l G_l G_l^T + d2L_j/ds2 - sum_l p_l d2L_l/ds2)
+
+    so for weights ``w``, ``sum_j w_j d2p_j/ds2 = sum_j c_j (G_j G_j^T + d2L_j/ds2)`` with
+    ``c_j = p_j (w_j - sum_l p_l w_l)``, computed without forming the ``(n, n, n, n)``
+    second derivatives.
+
+    Args:
+        p: ``(B, n, n)`` probabilities, the softmax over the last axis.
+        jac_logits: ``(B, n, n, m)``, ``dL[b, r, j] / ds[b, k]``.
+        curv_factor, curv_vector: logits curvature of the form
+            ``d2L[r, j]/ds2 = curv_factor[r, j] curv_vector[r, j] curv_vector[r, j]^T``
+            (``(B, n, n)`` and ``(B, n, n, m)``), or ``None`` for piecewise-linear logits.
+        hessian: whether to return the weighted-Hessian function.
+
+    Returns:
+        ``(jac (B, n, n, m), hess_fn)`` where ``hess_fn(w)`` maps weights ``(B, n, n)`` to
+        ``sum_rj w[b, r, j] d2p[b, r, j]/ds2`` ``(B, m, m)``; ``hess_fn`` is ``None`` when
+        ``hessian=False``.
+    """
+    centred = jac_logits - ops.einsum("brl,brlm->brm", p, jac_logits)[:, :, None, :]
+    jac = p[..., None] * centred
+    if not hessian:
+        return jac, None
+
+    def hess_fn(weights):
+        c = p * (weights - ops.sum(p * weights, axis=-1, keepdims=True))
+        h = ops.einsum("brj,brjm,brjq->bmq", c, centred, centred)
+        if curv_factor is not None:
+            h = h + ops.einsum("brj,brjm,brjq->bmq", c * curv_factor, curv_vector,
+                               curv_vector)
+        return h
+
+    return jac, hess_fn
+
+
 class SortingRelaxation(keras.layers.Layer):
     """Base of the layers mapping scores ``(B, n)`` to a relaxed permutation ``(B, n, n)``.
 
     Subclasses implement ``relaxed_permutation(scores)`` returning ``P`` in the DESIGN.md
-    orientation (rows = ascending ranks). This class checks the input shape.
+    orientation (rows = ascending ranks), and may implement
+    ``permutation_derivatives(scores, hessian)`` returning ``(P, J, hess_fn)``: ``P``
+    ``(B, n, n)``, its Jacobian ``J[b, r, i, m] = dP[b, r, i] / ds[b, m]`` and a function
+    ``hess_fn(w)`` mapping weights ``w`` ``(B, n, n)`` to the weighted second derivative
+    ``sum_ri w[b, r, i] d2P[b, r, i] / ds[b]^2`` ``(B, n, n)`` (``None`` when
+    ``hessian=False``). `keras_newton.losses.RankingLoss` builds the loss's gradient and
+    Hessian for `keras_newton.NewtonLoss` from them instead of automatic differentiation.
+    This class checks the input shape.
     """
+
+    permutation_derivatives = None
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

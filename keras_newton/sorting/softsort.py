@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_newton.sorting.permutation import SortingRelaxation
 from keras_newton.sorting.permutation import check_positive
+from keras_newton.sorting.permutation import softmax_derivatives
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
@@ -55,6 +56,36 @@ class SoftSort(SortingRelaxation):
             safe = ops.where(positive, dist, ops.ones_like(dist))
             dist = ops.where(positive, ops.power(safe, self.power), ops.zeros_like(dist))
         return ops.softmax(-dist / self.tau, axis=-1)
+
+    def permutation_derivatives(self, scores, hessian=True):
+        """``(P, dP/ds, weighted d2P/ds2)`` in closed form (see `SortingRelaxation`).
+
+        With ``pi = argsort(s)`` (held fixed, as in automatic differentiation),
+        ``d[r, j] = s_pi(r) - s_j`` and ``E[r, j] = e_pi(r) - e_j``, the logits
+        ``L = -|d|^p / tau`` have ``dL/ds = -p |d|^(p-1) sign(d) E / tau`` and
+        ``d2L/ds2 = -p (p - 1) |d|^(p-2) E E^T / tau`` (both 0 where ``d = 0``).
+        """
+        s = ops.convert_to_tensor(scores)
+        p = self.relaxed_permutation(s)
+        n = s.shape[-1]
+        order = ops.argsort(s, axis=-1)
+        sorted_s = ops.take_along_axis(s, order, axis=-1)
+        d = sorted_s[:, :, None] - s[:, None, :]  # (B, r, j)
+        eye = ops.eye(n, dtype=s.dtype)
+        e = ops.one_hot(order, n, dtype=s.dtype)[:, :, None, :] - eye[None, None]  # (B,r,j,m)
+        nonzero = ops.not_equal(d, 0.0)
+        safe = ops.where(nonzero, ops.abs(d), ops.ones_like(d))
+        power = self.power
+        first = -power * ops.power(safe, power - 1.0) * ops.sign(d) / self.tau
+        first = ops.where(nonzero, first, ops.zeros_like(d))
+        jac_logits = first[..., None] * e
+        second = None
+        if hessian and power != 1.0:
+            second = -power * (power - 1.0) * ops.power(safe, power - 2.0) / self.tau
+            second = ops.where(nonzero, second, ops.zeros_like(d))
+        jac, hess_fn = softmax_derivatives(p, jac_logits, second,
+                                           None if second is None else e, hessian)
+        return p, jac, hess_fn
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,82 @@
+"""Ranking metrics: exact-match and element-wise rank accuracy (DESIGN.md definitions)."""
+
+import keras
+from keras import ops
+
+from keras_newton.sorting.permutation import stable_ranks
+
+
+def _rank_matches(y_true, y_pred):
+    """``(B, n)`` float: 1 where the stable rank of item ``i`` agrees in both."""
+    y_true = ops.convert_to_tensor(y_true)
+    y_pred = ops.convert_to_tensor(y_pred)
+    if len(y_pred.shape) != 2 or tuple(y_true.shape) != tuple(y_pred.shape):
+        raise ValueError(
+            "Ranking metrics take y_true (the values to be ordered) and y_pred (the scores) "
+            f"of the same shape (batch, n); received {tuple(y_true.shape)} and "
+            f"{tuple(y_pred.shape)}."
+        )
+    # argsort(a)[r] == argsort(b)[r] for all r  <=>  rank(a)_i == rank(b)_i for all i, and
+    # the number of agreeing positions is the same either way (fixed points of a
+    # permutation and of its inverse correspond).
+    return ops.cast(ops.equal(stable_ranks(y_true), stable_ranks(y_pred)), "float32")
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+class ExactMatchAccuracy(keras.metrics.Mean):
+    """Fraction of sets whose predicted order is entirely right.
+
+    A set counts when ``argsort(y_pred) == argsort(y_true)`` at every position (stable
+    argsort: ties go in index order, in the truth and in the scores alike; DESIGN.md). The
+    "exact match" accuracy of Grover et al. (ICLR 2019) and Petersen et al. (ICML 2021).
+
+    Args:
+        name: metric name.
+        dtype: metric dtype.
+
+    Example:
+
+    ```python
+    model.compile("adam", loss=..., metrics=[keras_newton.metrics.ExactMatchAccuracy()])
+    ```
+    """
+
+    def __init__(self, name="exact_match", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        matches = _rank_matches(y_true, y_pred)
+        return super().update_state(ops.min(matches, axis=-1), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+class ElementwiseRankAccuracy(keras.metrics.Mean):
+    """Fraction of positions ``r`` with ``argsort(y_pred)[r] == argsort(y_true)[r]``.
+
+    The mean over the ``n`` positions of a set, then over sets (stable argsort, ties in
+    index order; DESIGN.md): the "element-wise" / "fraction correct" accuracy of Grover et
+    al. (ICLR 2019) and Petersen et al. (ICML 2021).
+
+    Args:
+        name: metric name.
+        dtype: metric dtype.
+
+    Example:
+
+    ```python
+    model.compile("adam", loss=..., metrics=[keras_newton.metrics.ElementwiseRankAccuracy()])
+    ```
+    """
+
+    def __init__(self, name="elementwise_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        matches = _rank_matches(y_true, y_pred)
+        return super().update_state(ops.mean(matches, axis=-1), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
