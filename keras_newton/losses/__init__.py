@@ -4,5 +4,5 @@ One import line per loss module.
 """
 
 from keras_newton.losses.paths import PathLoss  # noqa: F401
-
 from keras_newton.losses.ranking import RankingLoss  # noqa: F401
+from keras_newton.stochastic import FenchelYoungLoss, StochasticSmoothingLoss  # noqa: F401
