@@ -34,9 +34,9 @@ DEFAULT_TIKHONOV = {
 
 CPU_DEFAULTS = dict(
     relaxation="neuralsort", n=5, variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
-    steps=1200, batch_size=20, learning_rate=1e-3, eval_every=200, tau=1.0, power=1.0,
+    steps=600, batch_size=10, learning_rate=1e-3, eval_every=100, tau=1.0, power=1.0,
     steepness=10.0, distribution="cauchy", network="odd_even", art_lambda=0.25,
-    tikhonov=None, data="auto", validation_sets=500, test_sets=1000, eval_batch_size=100,
+    tikhonov=None, data="auto", validation_sets=200, test_sets=500, eval_batch_size=100,
     jit_compile=False, warmup_steps=10, require_full_mnist=False,
 )
 PAPER = dict(steps=100_000, batch_size=100, learning_rate=10**-3.5, eval_every=1000,
@@ -291,13 +291,6 @@ def run(args):
     keys = ("relaxation", "n", "variants", "tikhonov", "steps", "batch_size",
             "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
             "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile")
-    config = make_config(preset, **{k: getattr(args, k) for k in keys})
-    results = run_benchmark(config)
-    table = format_table(results)
-    print()
-    print(table)
-    results["table"] = table
-    path = common.write_json(results, args.out)
-    png = plot(results, f"{args.out}/convergence.png")
-    print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
-    return 0
+    return common.run_command(
+        "ranking", lambda: make_config(preset, **{k: getattr(args, k) for k in keys}),
+        run_benchmark, format_table, plot, args.out)
