@@ -1,0 +1,129 @@
+"""The ranking and shortest-path benchmark commands, end to end in their quick modes.
+
+The tables must be derived from the per-seed records they store: means and stds of the
+per-seed test metrics, Welch p-values recomputed with SciPy, and step-time ratios equal to
+the ratio of the median step times.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from keras_newton.bench import cli, ranking, shortest_path
+
+
+def _check_summary(results, metric_keys, group_key=None):
+    runs = results["runs"]
+    for row in results["summary"]:
+        rs = [r for r in runs if r["variant"] == row["variant"]
+              and (group_key is None or r[group_key] == row[group_key])]
+        base = [r for r in runs if r["variant"] == "baseline"
+                and (group_key is None or r[group_key] == row[group_key])]
+        for key, get in metric_keys.items():
+            values = [get(r) for r in rs]
+            np.testing.assert_allclose(row[key]["values"], values)
+            np.testing.assert_allclose(row[key]["mean"], np.mean(values))
+            std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            np.testing.assert_allclose(row[key]["std"], std)
+            if row["variant"] != "baseline" and row[key]["p_value"] is not None:
+                p = stats.ttest_ind(values, [get(r) for r in base], equal_var=False).pvalue
+                np.testing.assert_allclose(row[key]["p_value"], p)
+        med = np.median([r["step_time"]["median_s"] for r in rs])
+        base_med = np.median([r["step_time"]["median_s"] for r in base])
+        np.testing.assert_allclose(row["step_time_ratio"], med / base_med)
+        assert all(0 < r["step_time"]["median_s"] < 60 for r in rs)
+
+
+def _fake_run(variant, seed, rng, **extra):
+    return dict(variant=variant, seed=seed, tikhonov=None if variant == "baseline" else 0.1,
+                step_time={"median_s": float(rng.uniform(0.01, 0.02))}, **extra)
+
+
+def test_summaries_are_derived_from_the_per_seed_records(rng):
+    """Synthetic records, so that means, stds, Welch p-values and ratios are checked."""
+    seeds = [0, 1, 2]
+    runs = [_fake_run(v, s, rng, test_exact_match=float(rng.uniform()),
+                      test_elementwise=float(rng.uniform()))
+            for s in seeds for v in ("baseline", "hessian", "fisher")]
+    config = {"variants": ["baseline", "hessian", "fisher"]}
+    results = {"runs": runs, "summary": ranking.summarize(runs, config)}
+    _check_summary(results, {"test_exact_match": lambda r: 100 * r["test_exact_match"],
+                             "test_elementwise": lambda r: 100 * r["test_elementwise"]})
+    assert all(row["test_exact_match"]["p_value"] is not None
+               for row in results["summary"][1:])
+    runs = [_fake_run(v, s, rng, samples=k, test={m: float(rng.uniform(1, 2)) for m in
+                                                 ("perfect_match", "optimal_cost", "cost_ratio")})
+            for k in (3, 10) for s in seeds for v in ("baseline", "fisher")]
+    config = {"variants": ["baseline", "fisher"], "samples": [3, 10]}
+    results = {"runs": runs, "summary": shortest_path.summarize(runs, config)}
+    assert len(results["summary"]) == 4
+    _check_summary(results, {k: (lambda r, k=k: r["test"][k])
+                             for k in ("perfect_match", "optimal_cost", "cost_ratio")},
+                   group_key="samples")
+
+
+def test_bench_ranking_quick(tmp_path, capsys):
+    out = str(tmp_path / "ranking")
+    code = cli.main(["bench", "ranking", "--quick", "--variants", "baseline,fisher",
+                     "--seeds", "0",
+                     "--relaxation", "neuralsort", "--n", "3", "--out", out])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "fisher" in printed and "step ratio" in printed
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert results["data"]["kind"] == "bundled"
+    assert len(results["runs"]) == 2
+    _check_summary(results, {"test_exact_match": lambda r: 100 * r["test_exact_match"],
+                             "test_elementwise": lambda r: 100 * r["test_elementwise"]})
+    for r in results["runs"]:
+        assert r["best_step"] in r["curve"]["step"]
+        # The reported best validation is the curve's maximum.
+        assert r["best_val_exact_match"] == max(r["curve"]["val_exact_match"])
+        assert 0 <= r["test_elementwise"] <= 1
+    assert os.path.getsize(os.path.join(out, "convergence.png")) > 1000
+
+
+def test_bench_shortest_path_quick(tmp_path, capsys):
+    out = str(tmp_path / "sp")
+    code = cli.main(["bench", "shortest-path", "--quick", "--method", "fenchel_young",
+                     "--variants", "baseline,hessian", "--seeds", "0",
+                     "--data-cache", str(tmp_path / "data"), "--out", out])
+    assert code == 0
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert results["data"]["kind"] == "look_alike" and results["data"]["train"] == 24
+    _check_summary(results, {k: (lambda r, k=k: r["test"][k])
+                             for k in ("perfect_match", "optimal_cost", "cost_ratio")},
+                   group_key="samples")
+    for r in results["runs"]:
+        assert r["test"]["cost_ratio"] >= 1 - 1e-6
+        assert 0 <= r["test"]["perfect_match"] <= r["test"]["optimal_cost"] <= 100
+    assert "fenchel_young" in capsys.readouterr().out
+
+
+def test_shortest_path_config_errors():
+    with pytest.raises(ValueError, match="method"):
+        shortest_path.make_config(method="dijkstra")
+    with pytest.raises(ValueError, match="variants"):
+        shortest_path.make_config(method="smooth_algorithm", variants=["hessian"])
+    with pytest.raises(ValueError, match="tikhonov"):
+        shortest_path.make_config(tikhonov=-1.0)
+
+
+def test_nonnegative_solver_and_hamming_loss_match_brute_force(rng):
+    """Negative perturbed costs are clipped to zero before the exact solver."""
+    from keras import ops
+
+    from keras_newton.paths import shortest_path as solve
+
+    costs = rng.normal(0.5, 1.0, size=(4, 3, 3))
+    paths = ops.convert_to_numpy(shortest_path.nonnegative_shortest_path(costs))
+    np.testing.assert_array_equal(paths, ops.convert_to_numpy(solve(np.maximum(costs, 0))))
+    truth = np.zeros((4, 3, 3))
+    truth[:, [0, 1, 2], [0, 1, 2]] = 1
+    loss = ops.convert_to_numpy(shortest_path.hamming_path_loss(truth, costs))
+    np.testing.assert_allclose(loss, np.abs(paths - truth).mean(axis=(1, 2)))
