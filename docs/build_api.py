@@ -12,8 +12,9 @@ under a name without a leading underscore.
 
 ``--strict`` turns these into errors (exit status 1, one line each):
 
-- a module that does not import (``keras_newton.models.hypermodels`` is skipped with a
-  note when KerasTuner is not installed: it is an optional extra);
+- a module that does not import (``keras_newton.models.hypermodels`` and
+  ``keras_newton.datasets.tfds_builders`` are skipped with a note when KerasTuner or
+  TensorFlow Datasets is not installed: they are optional extras);
 - a public class or function without a docstring;
 - a public class without a usage example (an ``Example`` section) in its docstring;
 - a public Keras layer, loss or metric class that is not registered as serializable
@@ -45,10 +46,12 @@ MODULES = [
     "keras_newton.models",
     "keras_newton.models.hypermodels",
     "keras_newton.datasets",
+    "keras_newton.datasets.tfds_builders",
     "keras_newton.serving",
 ]
 #: Modules whose import may fail for lack of an optional extra: module -> (package, extra).
-OPTIONAL = {"keras_newton.models.hypermodels": ("keras_tuner", "tune")}
+OPTIONAL = {"keras_newton.models.hypermodels": ("keras_tuner", "tune"),
+            "keras_newton.datasets.tfds_builders": ("tensorflow_datasets", "tfds")}
 
 
 def _own(obj, package="keras_newton"):
