@@ -131,6 +131,8 @@ def test_plain_loss_gradient_is_the_estimate_and_newton_uses_it(make):
 
 def test_fenchel_young_trains_a_linear_model_to_the_true_argmin(rng):
     """Costs c = x W: training with the FY loss (as a NewtonLoss base) recovers argmin."""
+    import tensorflow as tf
+
     keras.utils.set_random_seed(0)
     w_true = rng.normal(size=(4, 3))
     x = rng.normal(size=(256, 4)).astype("float32")
@@ -140,13 +142,17 @@ def test_fenchel_young_trains_a_linear_model_to_the_true_argmin(rng):
         ("baseline", FenchelYoungLoss(argmin_one_hot, samples=3, sigma=0.1, seed=0)),
         ("hessian", kn.NewtonLoss(FenchelYoungLoss(argmin_one_hot, samples=3, sigma=0.1,
                                                    seed=0), "hessian", tikhonov=1.0)),
+        ("fisher", kn.NewtonLoss(FenchelYoungLoss(argmin_one_hot, samples=3, sigma=0.1,
+                                                  seed=0), "fisher", tikhonov=1.0)),
     ]:
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False)])
         model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-        model.fit(x, targets, batch_size=32, epochs=15, verbose=0)
+        # A tf.data pipeline has a dynamic batch size: the estimators must cope with it.
+        data = tf.data.Dataset.from_tensor_slices((x, targets)).batch(32)
+        model.fit(data, epochs=15, verbose=0)
         pred = np.argmin(model.predict(x, verbose=0), 1)
         accs[name] = np.mean(pred == np.argmin(x @ w_true, 1))
-    assert accs["baseline"] > 0.9 and accs["hessian"] > 0.9, accs
+    assert min(accs.values()) > 0.9, accs
 
 
 def test_sampled_losses_serialize():

@@ -286,11 +286,18 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
+def _overrides(args, keys):
+    overrides = {k: getattr(args, k) for k in keys}
+    if args.data is not None:
+        overrides["require_full_mnist"] = False  # an explicit source is the user's call
+    return overrides
+
+
 def run(args):
     preset = "paper" if args.paper else "quick" if args.quick else "cpu"
     keys = ("relaxation", "n", "variants", "tikhonov", "steps", "batch_size",
             "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
             "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile")
     return common.run_command(
-        "ranking", lambda: make_config(preset, **{k: getattr(args, k) for k in keys}),
+        "ranking", lambda: make_config(preset, **_overrides(args, keys)),
         run_benchmark, format_table, plot, args.out)

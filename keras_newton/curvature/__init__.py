@@ -9,6 +9,8 @@ Sources, in order of preference (DESIGN.md):
 `solve.py` turns them into the Newton step ``(C + lambda I)^+ g_i``.
 """
 
+import math
+
 from keras import ops
 
 from keras_newton.curvature.autodiff import autodiff_derivatives
@@ -30,6 +32,12 @@ __all__ = [
     "pinv_apply",
     "resolve_base_loss",
 ]
+
+
+def _sample_size(y_pred):
+    """``m``, the static size of one sample of ``y_pred`` (``-1`` if not static)."""
+    dims = tuple(y_pred.shape[1:])
+    return -1 if any(d is None for d in dims) else int(math.prod(dims))
 
 
 def loss_derivatives(loss, per_sample_fn, y_true, y_pred, hessian=True):
@@ -56,7 +64,7 @@ def loss_derivatives(loss, per_sample_fn, y_true, y_pred, hessian=True):
                 "hessian=True was asked for; use curvature='fisher' with this loss or "
                 "return the Hessian."
             )
-        grad = ops.reshape(d.gradient, (ops.shape(y_pred)[0], -1))
+        grad = ops.reshape(d.gradient, (ops.shape(y_pred)[0], _sample_size(y_pred)))
         return LossDerivatives(grad, d.hessian, d.diagonal), "provider"
     d = closed_form_derivatives(loss, y_true, y_pred, hessian=hessian)
     if d is not None:

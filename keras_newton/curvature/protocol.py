@@ -49,6 +49,14 @@ class LossDerivatives(NamedTuple):
         hessian: ``None``, a ``(B, m, m)`` tensor, or with ``diagonal=True`` a ``(B, m)``
             tensor holding the diagonal of each per-sample Hessian.
         diagonal: whether ``hessian`` holds diagonals only.
+
+    Example:
+
+    ```python
+    def loss_derivatives(self, y_true, y_pred, hessian):   # l_i = sum (y - t)^4 / 4
+        d = y_pred - y_true
+        return LossDerivatives(d**3, 3 * d**2 if hessian else None, diagonal=True)
+    ```
     """
 
     gradient: object

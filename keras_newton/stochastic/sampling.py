@@ -7,6 +7,8 @@ the gradient of a plain Keras loss (`estimate_as_gradient`) and, through the pro
 protocol, to `NewtonLoss`.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -21,8 +23,10 @@ def check_sampling_args(samples, sigma):
 
 
 def flatten(y):
-    """``(B, ...)`` -> ``(B, m)``."""
-    return ops.reshape(y, (ops.shape(y)[0], -1))
+    """``(B, ...)`` -> ``(B, m)``, keeping ``m`` static when the sample shape is."""
+    dims = tuple(y.shape[1:])
+    m = -1 if any(d is None for d in dims) else int(math.prod(dims))
+    return ops.reshape(y, (ops.shape(y)[0], m))
 
 
 def perturb(y_flat, samples, sigma, seed_generator):
