@@ -289,6 +289,36 @@ def test_relaxed_bellman_ford_gradient_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
+def test_relaxed_bellman_ford_second_derivatives_finite_in_float32():
+    """Hessian-vector product (float32, double tape) vs differences of float64 gradients.
+
+    With AlgoVision's 1e12 padding taken literally, float32 second derivatives overflow
+    to NaN on 12x12 grids; the layer masks instead.
+    """
+    rng = np.random.default_rng(10)
+    c = rng.uniform(0.5, 9.0, (1, 12, 12))
+    v = rng.normal(size=(1, 12, 12))
+    true = np.asarray(shortest_path(c))
+
+    def gradient(costs, dtype):
+        layer = RelaxedBellmanFord(dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(costs)
+            value = tf.reduce_sum((layer(costs) - true.astype(dtype)) ** 2)
+        return tape.gradient(value, costs)
+
+    x = tf.constant(c.astype("float32"))
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        gv = tf.reduce_sum(gradient(x, "float32") * v.astype("float32"))
+    hvp = outer.gradient(gv, x).numpy()
+    h = 1e-5
+    fd = (gradient(tf.constant(c + h * v), "float64").numpy()
+          - gradient(tf.constant(c - h * v), "float64").numpy()) / (2 * h)
+    assert np.all(np.isfinite(hvp))
+    np.testing.assert_allclose(hvp, fd, atol=1e-4 * np.abs(fd).max() + 1e-6)
+
+
 @pytest.mark.parametrize("loop", ["for", "while"])
 def test_relaxed_bellman_ford_converges_to_exact_path(loop):
     rng = np.random.default_rng(5)

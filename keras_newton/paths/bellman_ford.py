@@ -18,9 +18,6 @@ from keras_newton.paths.grid import transport
 
 __all__ = ["RelaxedBellmanFord", "T_CONORMS", "t_conorm"]
 
-# Distance of cells not reached yet, and of the padding around the grid (AlgoVision: 1e12).
-LARGE = 1e12
-
 T_CONORMS = ("probabilistic", "hamacher", "yager", "max")
 _DEFAULT_P = {"hamacher": 5.0, "yager": 1.0}
 
@@ -60,11 +57,17 @@ class RelaxedBellmanFord(keras.layers.Layer):
 
     Costs ``c`` of shape ``(B, H, W)`` (vertex weights, 8-neighbourhood, DESIGN.md), path
     from ``(0, 0)`` to ``(H - 1, W - 1)``. Forward pass, ``T`` relaxed Bellman-Ford sweeps
-    over a distance grid padded with a large value (``1e12``), the source reset to 0 after
-    every sweep:
+    over a distance grid padded with a large value (AlgoVision: ``1e12``; cells not reached
+    yet hold it too), the source reset to 0 after every sweep:
 
         w[v, k] = softmin_k(beta * d[u_k]) = softmax_k(-beta * d[u_k]),   u_k in N8(v)
         d[v]    = sum_k w[v, k] d[u_k] + c[v],        d[source] = 0
+
+    The padding and unreached cells get weight ``exp(-beta 1e12) = 0``; this layer masks
+    them out instead, which gives the same values without ever forming ``1e12``-sized
+    intermediates, so that second derivatives (``NewtonLoss(curvature="hessian")``) stay
+    finite. A cell with no reached neighbour yet (only when ``T`` is too small for the
+    grid) sends its traceback mass uniformly to its grid neighbours.
 
     ``w`` of the last sweep is the soft predecessor distribution of every cell. Traceback:
     a unit of mass starts at the target; each step moves the mass at every cell to its
@@ -166,18 +169,31 @@ class RelaxedBellmanFord(keras.layers.Layer):
         is_source = source > 0
         beta = ops.cast(self.beta, work)
 
-        # Forward: relaxed Bellman-Ford sweeps.
-        def sweep(_, state):
-            dist, _pred = state
-            nd = neighbours(dist, LARGE)
-            pred = _softmin(nd, beta)
-            dist = ops.sum(pred * nd, axis=-1) + costs
-            dist = ops.where(is_source, 0.0, dist)
-            return dist, pred
+        # Forward: relaxed Bellman-Ford sweeps. AlgoVision's distance 1e12 of the padding
+        # and of cells not reached yet gives them softmin weight exp(-beta 1e12) = 0; they
+        # are masked out instead (same values), which keeps every intermediate value of
+        # the size of the path costs: second derivatives (Hessians) stay finite.
+        in_grid = neighbours(ops.ones((1, h, w), work), 0.0) > 0
+        fallback = ops.cast(in_grid, work)
+        fallback = fallback / ops.sum(fallback, axis=-1, keepdims=True)
 
-        dist0 = ops.where(is_source, 0.0, ops.full_like(costs, LARGE))
+        def sweep(_, state):
+            dist, reached, _pred = state
+            nd = neighbours(dist, 0.0)
+            mask = neighbours(reached, 0.0) > 0  # reached neighbours inside the grid
+            pred = _masked_softmin(nd, mask, beta)
+            has = ops.any(mask, axis=-1)
+            dist = ops.where(has, ops.sum(pred * nd, axis=-1) + costs, 0.0)
+            dist = ops.where(is_source, 0.0, dist)
+            reached = ops.cast(ops.logical_or(has, is_source), work)
+            # A cell not reached yet sends traceback mass to all its grid neighbours.
+            pred = ops.where(has[..., None], pred, fallback)
+            return dist, reached, pred
+
+        dist0 = ops.zeros_like(costs)
+        reached0 = ops.broadcast_to(source, ops.shape(costs))
         pred0 = ops.zeros(ops.shape(costs) + (8,), dtype=work)
-        _, pred = _bounded_loop(steps, sweep, (dist0, pred0))
+        _, _, pred = _bounded_loop(steps, sweep, (dist0, reached0, pred0))
 
         # Traceback: soft predecessors, the source absorbing.
         def move(trace):
@@ -259,15 +275,18 @@ def _bounded_loop(steps, body, state):
     return out[1:]
 
 
-def _softmin(values, beta):
-    """``softmax(-beta * values)`` over the last axis, shifted by the minimum explicitly.
+def _masked_softmin(values, mask, beta):
+    """``softmax(-beta * values)`` over the entries of the last axis where ``mask`` holds.
 
-    Written out rather than `ops.softmax` because XLA's CPU softmax returns NaN on rows
-    whose entries are all ``-beta * LARGE``.
+    Rows without any entry give zeros. Written out (shifted by the row minimum), not
+    `ops.softmax`: masked entries never enter an exponential or a product.
     """
-    shifted = values - ops.stop_gradient(ops.min(values, axis=-1, keepdims=True))
-    weights = ops.exp(-beta * shifted)
-    return weights / ops.sum(weights, axis=-1, keepdims=True)
+    top = ops.max(values, axis=-1, keepdims=True)
+    low = ops.min(ops.where(mask, values, top), axis=-1, keepdims=True)
+    shifted = ops.where(mask, values - ops.stop_gradient(low), 0.0)
+    weights = ops.where(mask, ops.exp(-beta * shifted), 0.0)
+    total = ops.sum(weights, axis=-1, keepdims=True)
+    return weights / ops.where(total > 0, total, 1.0)
 
 
 def _positive_float(value, name):
