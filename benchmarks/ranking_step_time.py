@@ -34,14 +34,52 @@ RELAXATIONS = {
     "neuralsort": lambda: keras_newton.layers.NeuralSort(tau=1.0),
     "softsort": lambda: keras_newton.layers.SoftSort(tau=1.0),
 }
-VARIANTS = ("baseline", "hessian", "fisher")
+# "hessian": autodiff curvature (the default); "hessian_cf": RankingLoss(derivatives="auto"),
+# the closed-form provider (the inputs here have a static batch size).
+VARIANTS = ("baseline", "hessian", "hessian_cf", "fisher")
 
 
 def make_loss(relaxation, variant, tikhonov=1e-2):
-    base = RankingLoss(RELAXATIONS[relaxation]())
+    derivatives = "auto" if variant == "hessian_cf" else "autodiff"
+    base = RankingLoss(RELAXATIONS[relaxation](), derivatives=derivatives)
     if variant == "baseline":
         return base
-    return keras_newton.NewtonLoss(base, curvature=variant, tikhonov=tikhonov)
+    curvature = "hessian" if variant == "hessian_cf" else variant
+    return keras_newton.NewtonLoss(base, curvature=curvature, tikhonov=tikhonov)
+
+
+def time_loss_only(n=10, batch=20, calls=200, relaxations=("diffsort", "neuralsort"),
+                   seed=0):
+    """Seconds per call of the loss part alone (traced TF functions): the gradient of the
+    base loss w.r.t. the scores vs the Newton target z*; and the first call (trace)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    s = tf.constant(rng.normal(size=(batch, n)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 10000, size=(batch, n)).astype(np.float32))
+    out = {}
+    for relaxation in relaxations:
+        for variant in VARIANTS:
+            loss = make_loss(relaxation, variant)
+            if variant == "baseline":
+                def fn(y, s, loss=loss):
+                    with tf.GradientTape() as tape:
+                        tape.watch(s)
+                        value = loss(y, s)
+                    return tape.gradient(value, s)
+            else:
+                fn = loss.target
+            fn = tf.function(fn, autograph=False)
+            start = time.perf_counter()
+            fn(y, s)
+            first = time.perf_counter() - start
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn(y, s)
+                times.append(time.perf_counter() - start)
+            out[(relaxation, variant)] = (statistics.median(times), first)
+    return out
 
 
 def build(n, relaxation, variant, jit_compile, seed=0):
@@ -57,7 +95,8 @@ def build(n, relaxation, variant, jit_compile, seed=0):
 
 def time_steps(n=10, batch=20, steps=20, warmup=3, relaxations=("diffsort", "neuralsort"),
                jit_modes=(False, True), seed=0):
-    """Median seconds per train step, ``{(relaxation, jit, variant): seconds}``."""
+    """Median seconds per train step, ``{(relaxation, jit, variant): seconds}``, and the
+    median process CPU seconds under the key ``(relaxation, jit, variant, "cpu")``."""
     rng = np.random.default_rng(seed)
     x = rng.random((batch, n, 28, 112), dtype=np.float32)
     y = rng.integers(0, 10000, size=(batch, n)).astype(np.float32)
@@ -69,13 +108,16 @@ def time_steps(n=10, batch=20, steps=20, warmup=3, relaxations=("diffsort", "neu
                 for _ in range(warmup):
                     model.train_on_batch(x, y)
             times = {v: [] for v in VARIANTS}
+            cpu = {v: [] for v in VARIANTS}
             for _ in range(steps):
                 for v, model in models.items():
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     model.train_on_batch(x, y)
                     times[v].append(time.perf_counter() - start)
+                    cpu[v].append(time.process_time() - start_cpu)
             for v in VARIANTS:
                 results[(relaxation, jit, v)] = statistics.median(times[v])
+                results[(relaxation, jit, v, "cpu")] = statistics.median(cpu[v])
     return results
 
 
@@ -88,21 +130,51 @@ def main(argv=None):
     parser.add_argument("--relaxations", nargs="+", default=["diffsort", "neuralsort"],
                         choices=sorted(RELAXATIONS))
     parser.add_argument("--jit", choices=["false", "true", "both"], default="both")
+    parser.add_argument("--loss-only", action="store_true",
+                        help="only time the loss part (fast)")
     args = parser.parse_args(argv)
+    if args.loss_only:
+        args.relaxations = list(args.relaxations)
+        loss_only = time_loss_only(args.n, args.batch, relaxations=args.relaxations)
+        for relaxation in args.relaxations:
+            print(f"{relaxation:<18}" + "".join(
+                f"{v}: {loss_only[(relaxation, v)][0] * 1e3:6.2f}ms "
+                f"({loss_only[(relaxation, v)][1]:5.1f}s)   " for v in VARIANTS))
+        return
     jit_modes = {"false": (False,), "true": (True,), "both": (False, True)}[args.jit]
     results = time_steps(args.n, args.batch, args.steps, args.warmup, args.relaxations,
                          jit_modes)
     print(f"backend={keras.backend.backend()} n={args.n} batch={args.batch} sets "
           f"steps={args.steps} (median seconds per train step; ratio to baseline)")
-    print(f"{'relaxation':<18}{'jit':<7}{'baseline':>10}{'hessian':>18}{'fisher':>18}")
+    print(f"{'relaxation':<18}{'jit':<7}{'baseline':>10}"
+          + "".join(f"{v:>20}" for v in VARIANTS[1:]))
     for relaxation in args.relaxations:
         for jit in jit_modes:
             base = results[(relaxation, jit, "baseline")]
             cells = [f"{base * 1e3:8.1f}ms"]
-            for v in ("hessian", "fisher"):
+            for v in VARIANTS[1:]:
                 t = results[(relaxation, jit, v)]
                 cells.append(f"{t * 1e3:8.1f}ms ({t / base:4.2f}x)")
-            print(f"{relaxation:<18}{str(jit):<7}{cells[0]:>10}{cells[1]:>18}{cells[2]:>18}")
+            print(f"{relaxation:<18}{str(jit):<7}{cells[0]:>10}"
+                  + "".join(f"{c:>20}" for c in cells[1:]))
+    print("process CPU time per step (all threads; less sensitive to other processes):")
+    for relaxation in args.relaxations:
+        for jit in jit_modes:
+            base = results[(relaxation, jit, "baseline", "cpu")]
+            cells = [f"{base * 1e3:8.1f}ms"]
+            for v in VARIANTS[1:]:
+                t = results[(relaxation, jit, v, "cpu")]
+                cells.append(f"{t * 1e3:8.1f}ms ({t / base:4.2f}x)")
+            print(f"{relaxation:<18}{str(jit):<7}{cells[0]:>10}"
+                  + "".join(f"{c:>20}" for c in cells[1:]))
+    print()
+    print("loss part alone: median ms per call (first call incl. tracing, s): baseline = "
+          "gradient of the base loss, others = Newton target z*")
+    loss_only = time_loss_only(args.n, args.batch, relaxations=args.relaxations)
+    for relaxation in args.relaxations:
+        print(f"{relaxation:<18}" + "".join(
+            f"{v}: {loss_only[(relaxation, v)][0] * 1e3:6.2f}ms "
+            f"({loss_only[(relaxation, v)][1]:5.1f}s)   " for v in VARIANTS))
 
 
 if __name__ == "__main__":
