@@ -24,8 +24,9 @@ from keras_newton.bench import common
 RELAXATIONS = ("neuralsort", "softsort", "diffsort")
 VARIANTS = ("baseline", "hessian", "fisher", "hessian_elementwise")
 
-# Default tikhonov per relaxation and curvature: from the sweep documented in
-# docs/benchmarks.md (`keras-newton bench ranking --tikhonov-sweep`).
+# Default tikhonov per relaxation and curvature. Not tuned yet: 0.1 is a middle value of
+# the paper's grid (1e-3 .. 1e3) on the scale of the mean-BCE ranking loss; docs/results.md
+# records what it gave. Override with --tikhonov (or tune it: `keras-newton tune ranking`).
 DEFAULT_TIKHONOV = {
     "neuralsort": {"hessian": 0.1, "fisher": 0.1, "hessian_elementwise": 0.1},
     "softsort": {"hessian": 0.1, "fisher": 0.1, "hessian_elementwise": 0.1},

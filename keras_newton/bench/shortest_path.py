@@ -45,8 +45,10 @@ METHODS = {
 }
 SAMPLED = ("smooth_loss", "smooth_algorithm", "fenchel_young")
 
-# lambda per method (all Newton variants). CPU-scale guesses checked on short runs of the
-# look-alike data (docs/benchmarks.md); the paper grid-searches 1e-3 .. 1e3.
+# lambda per method (all Newton variants). Not tuned yet: guesses from the scale of each
+# loss's curvature (relaxed Bellman-Ford's mean path loss has a small Fisher, the sampled
+# losses' Hessians are O(1 / sigma)); the paper grid-searches 1e-3 .. 1e3. Override with
+# --tikhonov or tune it with `keras-newton tune shortest-path`.
 DEFAULT_TIKHONOV = {
     "bf": 1e-3, "smooth_loss": 1.0, "smooth_algorithm": 1e-2, "fenchel_young": 1.0,
 }
