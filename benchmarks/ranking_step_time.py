@@ -2,7 +2,8 @@
 
 Issue 3 targets, for DiffSort and NeuralSort at n = 10: a Newton step with the Hessian at
 most 1.10x the baseline step, with the Fisher at most 1.03x. All variants are timed in the
-same run, interleaved step by step (so that load from other processes hits them alike),
+same run, interleaved step by step in a shuffled order (so that load from other processes
+hits them alike),
 and reported as medians and ratios to the baseline of the same relaxation and jit mode.
 
     python benchmarks/ranking_step_time.py                      # n=10, batch 20 sets
@@ -109,8 +110,11 @@ def time_steps(n=10, batch=20, steps=20, warmup=3, relaxations=("diffsort", "neu
                     model.train_on_batch(x, y)
             times = {v: [] for v in VARIANTS}
             cpu = {v: [] for v in VARIANTS}
+            order = list(VARIANTS)
             for _ in range(steps):
-                for v, model in models.items():
+                rng.shuffle(order)  # no variant always runs right after another
+                for v in order:
+                    model = models[v]
                     start, start_cpu = time.perf_counter(), time.process_time()
                     model.train_on_batch(x, y)
                     times[v].append(time.perf_counter() - start)
