@@ -146,9 +146,9 @@ def test_closed_form_loss_derivatives_match_autodiff(relaxation, rng):
 def test_derivative_source_selection():
     from keras_newton.curvature.protocol import is_provider
 
-    assert not is_provider(RankingLoss(layers.DiffSort()))  # default: autodiff
-    auto = RankingLoss(layers.DiffSort(), derivatives="auto")
-    assert is_provider(auto)
+    assert not is_provider(RankingLoss(layers.DiffSort(), derivatives="autodiff"))
+    auto = RankingLoss(layers.DiffSort())  # default: "auto"
+    assert auto.derivatives == "auto" and is_provider(auto)
     assert auto.uses_closed_form(10)
     assert not auto.uses_closed_form(10, hessian=False)
     assert not auto.uses_closed_form(RankingLoss.CLOSED_FORM_MAX_N + 1)

@@ -53,15 +53,11 @@ class RankingLoss(keras.losses.Loss):
     Args:
         relaxation: a sorting relaxation layer (`keras_newton.layers.NeuralSort`,
             `SoftSort` or `DiffSort`).
-        derivatives: ``"autodiff"`` (default), ``"auto"`` or ``"closed_form"``: where
+        derivatives: ``"auto"`` (default), ``"closed_form"`` or ``"autodiff"``: where
             `NewtonLoss` takes the gradient and Hessian from. With ``"auto"`` and
             ``"closed_form"`` the loss is a curvature provider (it has
-            ``loss_derivatives``). Known limitation of the current `NewtonLoss` core: it
-            reshapes a provider's gradient to ``(batch, -1)``, which loses the static
-            ``n`` inside a TensorFlow graph whose batch size is not static (``model.fit``
-            on most data), and its solve needs ``n``; so ``"auto"`` works eagerly and in
-            graphs with a static batch, and the default stays ``"autodiff"`` until the
-            core keeps ``n``.
+            ``loss_derivatives``); ``"autodiff"`` leaves them to `NewtonLoss`'s automatic
+            differentiation (same values, slower to trace).
         reduction: Keras reduction over the batch of sets.
         name: loss name.
         dtype: loss dtype.
@@ -79,7 +75,7 @@ class RankingLoss(keras.losses.Loss):
     #: Largest ``n`` for which ``derivatives="auto"`` uses the closed form.
     CLOSED_FORM_MAX_N = 16
 
-    def __init__(self, relaxation, derivatives="autodiff", reduction="sum_over_batch_size",
+    def __init__(self, relaxation, derivatives="auto", reduction="sum_over_batch_size",
                  name="ranking_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if derivatives not in ("auto", "closed_form", "autodiff"):
