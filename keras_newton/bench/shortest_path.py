@@ -54,9 +54,9 @@ DEFAULT_TIKHONOV = {
 }
 
 CPU_DEFAULTS = dict(
-    method="fenchel_young", variants=None, samples=[10], seeds=[0, 1], epochs=8,
+    method="fenchel_young", variants=None, samples=[10], seeds=[0, 1], epochs=5,
     batch_size=70, learning_rate=5e-4, lr_drops=(0.6, 0.8), sigma=0.1, beta=10.0,
-    tikhonov=None, data=None, data_cache="results/warcraft_data", n_train=1500, n_val=200,
+    tikhonov=None, data=None, data_cache="results/warcraft_data", n_train=1000, n_val=200,
     n_test=500, max_train=None, jit_compile=False, warmup_steps=5,
 )
 PAPER = dict(epochs=50, n_train=10000, n_val=1000, n_test=1000, samples=[3, 10, 30],
