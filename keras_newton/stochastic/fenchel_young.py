@@ -3,12 +3,11 @@
 import keras
 from keras import ops
 
-from keras_newton.curvature.protocol import LossDerivatives
 from keras_newton.stochastic import sampling
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
-class FenchelYoungLoss(keras.losses.Loss):
+class FenchelYoungLoss(sampling.SampledLoss):
     """Fenchel-Young loss of a perturbed optimizer, with the Hessian from the same samples.
 
     For a solver ``w(c) = argmin_{w in C} <c, w>`` (minimisation, the default; e.g. the
@@ -48,14 +47,11 @@ class FenchelYoungLoss(keras.losses.Loss):
 
     def __init__(self, solver, samples=3, sigma=0.1, maximize=False, seed=None,
                  reduction="sum_over_batch_size", name="fenchel_young_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(samples, sigma, seed, reduction, name, dtype)
         if not callable(solver):
             raise TypeError(f"solver must be callable; received {solver!r}.")
         self.solver = solver
-        self.samples, self.sigma = sampling.check_sampling_args(samples, sigma)
         self.maximize = bool(maximize)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _estimate(self, y_true, y_flat, shape, hessian):
         s, sigma = self.samples, self.sigma
@@ -74,25 +70,11 @@ class FenchelYoungLoss(keras.losses.Loss):
             hess = sign * 0.5 * (jac + ops.swapaxes(jac, 1, 2))
         return values, gradient, hess
 
-    def call(self, y_true, y_pred):
-        shape = ops.shape(y_pred)
-        return sampling.estimate_as_gradient(
-            lambda y_flat: self._estimate(y_true, y_flat, shape, hessian=False)[:2], y_pred)
-
-    def loss_derivatives(self, y_true, y_pred, hessian):
-        """Provider protocol: ``w* - y_eps`` and ``-d y_eps / d c`` (minimisation)."""
-        _, gradient, hess = self._estimate(
-            y_true, sampling.flatten(y_pred), ops.shape(y_pred), hessian)
-        return LossDerivatives(gradient, hess)
-
     def get_config(self):
         config = super().get_config()
         config.update({
             "solver": keras.saving.serialize_keras_object(self.solver),
-            "samples": self.samples,
-            "sigma": self.sigma,
             "maximize": self.maximize,
-            "seed": self.seed,
         })
         return config
 

@@ -12,6 +12,8 @@ import math
 import keras
 from keras import ops
 
+from keras_newton.curvature.protocol import LossDerivatives
+
 
 def check_sampling_args(samples, sigma):
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -61,3 +63,37 @@ def estimate_as_gradient(value_and_gradient, y_pred):
         return values, grad
 
     return estimated(flatten(y_pred))
+
+
+class SampledLoss(keras.losses.Loss):
+    """Base of the sampled losses: one ``_estimate`` serves training and `NewtonLoss`.
+
+    Subclasses implement ``_estimate(y_true, y_flat, shape, hessian) -> (values (B,),
+    gradient (B, m), hessian (B, m, m) or None)`` and keep ``samples``, ``sigma``, ``seed``
+    and a ``seed_generator``. ``call`` returns the values with the estimated gradient
+    (`estimate_as_gradient`); ``loss_derivatives`` is the provider protocol.
+    """
+
+    def __init__(self, samples, sigma, seed, reduction, name, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.samples, self.sigma = check_sampling_args(samples, sigma)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _estimate(self, y_true, y_flat, shape, hessian):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        shape = ops.shape(y_pred)
+        return estimate_as_gradient(
+            lambda y_flat: self._estimate(y_true, y_flat, shape, hessian=False)[:2], y_pred)
+
+    def loss_derivatives(self, y_true, y_pred, hessian):
+        """Provider protocol: the sampled gradient and Hessian estimates."""
+        _, gradient, hess = self._estimate(y_true, flatten(y_pred), ops.shape(y_pred), hessian)
+        return LossDerivatives(gradient, hess)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"samples": self.samples, "sigma": self.sigma, "seed": self.seed})
+        return config

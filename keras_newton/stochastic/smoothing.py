@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from keras_newton.curvature.autodiff import autodiff_derivatives
-from keras_newton.curvature.protocol import LossDerivatives, resolve_base_loss
+from keras_newton.curvature.protocol import resolve_base_loss
 from keras_newton.stochastic import sampling
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
-class StochasticSmoothingLoss(keras.losses.Loss):
+class StochasticSmoothingLoss(sampling.SampledLoss):
     """Gaussian smoothing of a black-box loss, or of a black-box algorithm inside a loss.
 
     **Smoothing the loss** (``loss=None``): ``function(y_true, y_pred)`` is a per-sample
@@ -57,16 +57,13 @@ class StochasticSmoothingLoss(keras.losses.Loss):
     def __init__(self, function, loss=None, samples=10, sigma=0.1, seed=None,
                  reduction="sum_over_batch_size", name="stochastic_smoothing_loss",
                  dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(samples, sigma, seed, reduction, name, dtype)
         if not callable(function):
             raise TypeError(f"function must be callable; received {function!r}.")
         self.function = function
         self.loss = loss
         self._loss_obj, self._loss_per_sample = (
             (None, None) if loss is None else resolve_base_loss(loss))
-        self.samples, self.sigma = sampling.check_sampling_args(samples, sigma)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     @property
     def smooths_algorithm(self):
@@ -110,25 +107,11 @@ class StochasticSmoothingLoss(keras.losses.Loss):
         gradient = ops.einsum("bk,bkm->bm", ops.cast(d_loss, y_flat.dtype), jacobian)
         return values, gradient, None
 
-    def call(self, y_true, y_pred):
-        shape = ops.shape(y_pred)
-        return sampling.estimate_as_gradient(
-            lambda y_flat: self._estimate(y_true, y_flat, shape, hessian=False)[:2], y_pred)
-
-    def loss_derivatives(self, y_true, y_pred, hessian):
-        """Provider protocol: the sampled gradient and (smoothing the loss) Hessian."""
-        _, gradient, hess = self._estimate(
-            y_true, sampling.flatten(y_pred), ops.shape(y_pred), hessian)
-        return LossDerivatives(gradient, hess)
-
     def get_config(self):
         config = super().get_config()
         config.update({
             "function": keras.saving.serialize_keras_object(self.function),
             "loss": keras.saving.serialize_keras_object(self.loss),
-            "samples": self.samples,
-            "sigma": self.sigma,
-            "seed": self.seed,
         })
         return config
 
