@@ -182,3 +182,26 @@ def run_command(name, make_config, run_benchmark, format_table, plot=None, out="
     png = plot(results, os.path.join(out, "convergence.png")) if plot else None
     print(f"\nresults: {path}" + (f"; plot: {png}" if png else ""))
     return 0
+
+
+def variant_rows(by_variant, metrics, **labels):
+    """Summary rows, one per variant, of runs grouped as ``{variant: [run, ...]}``.
+
+    ``metrics`` maps a row key to ``run -> number``; each becomes `compare`'s dict (with the
+    per-seed ``values``) against the ``"baseline"`` group. Each row also holds the median
+    step time, its ratio to the baseline's, the variant's tikhonov and ``labels``.
+    """
+    step = {v: float(np.median([r["step_time"]["median_s"] for r in rs]))
+            for v, rs in by_variant.items()}
+    base = by_variant.get("baseline")
+    rows = []
+    for variant, rs in by_variant.items():
+        row = {"variant": variant, **labels, "tikhonov": rs[0]["tikhonov"]}
+        for key, get in metrics.items():
+            values = [get(r) for r in rs]
+            ref = None if base is None or variant == "baseline" else [get(r) for r in base]
+            row[key] = dict(compare(values, ref), values=values)
+        row["step_time_median_s"] = step[variant]
+        row["step_time_ratio"] = step[variant] / step["baseline"] if "baseline" in step else None
+        rows.append(row)
+    return rows

@@ -183,21 +183,10 @@ def train_one(mnist, variant, seed, config, progress=True, prefix=""):
 def summarize(runs, config):
     """One row per variant: accuracies over seeds, Welch test, step-time ratio."""
     by_variant = {v: [r for r in runs if r["variant"] == v] for v in config["variants"]}
-    step = {v: float(np.median([r["step_time"]["median_s"] for r in rs]))
-            for v, rs in by_variant.items()}
-    base = by_variant.get("baseline")
-    rows = []
-    for variant, rs in by_variant.items():
-        row = {"variant": variant, "tikhonov": rs[0]["tikhonov"]}
-        for key in ("test_exact_match", "test_elementwise"):
-            values = [100 * r[key] for r in rs]
-            ref = None if (base is None or variant == "baseline") else [100 * r[key]
-                                                                        for r in base]
-            row[key] = dict(common.compare(values, ref), values=values)
-        row["step_time_median_s"] = step[variant]
-        row["step_time_ratio"] = step[variant] / step["baseline"] if "baseline" in step else None
-        rows.append(row)
-    return rows
+    return common.variant_rows(by_variant, {
+        "test_exact_match": lambda r: 100 * r["test_exact_match"],
+        "test_elementwise": lambda r: 100 * r["test_elementwise"],
+    })
 
 
 def run_benchmark(config, progress=True, mnist=None):

@@ -229,24 +229,14 @@ def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
 
 
 def summarize(runs, config):
+    """One row per samples x variant: test metrics over seeds, Welch test, step ratio."""
+    metrics = {k: (lambda r, k=k: r["test"][k])
+               for k in ("perfect_match", "optimal_cost", "cost_ratio")}
     rows = []
     for samples in config["samples"]:
         group = {v: [r for r in runs if r["variant"] == v and r["samples"] == samples]
                  for v in config["variants"]}
-        step = {v: float(np.median([r["step_time"]["median_s"] for r in rs]))
-                for v, rs in group.items()}
-        base = group.get("baseline")
-        for variant, rs in group.items():
-            row = {"variant": variant, "samples": samples, "tikhonov": rs[0]["tikhonov"]}
-            for key in ("perfect_match", "optimal_cost", "cost_ratio"):
-                values = [r["test"][key] for r in rs]
-                ref = None if base is None or variant == "baseline" else [
-                    r["test"][key] for r in base]
-                row[key] = dict(common.compare(values, ref), values=values)
-            row["step_time_median_s"] = step[variant]
-            row["step_time_ratio"] = (step[variant] / step["baseline"]
-                                      if "baseline" in step else None)
-            rows.append(row)
+        rows += common.variant_rows(group, metrics, samples=samples)
     return rows
 
 
