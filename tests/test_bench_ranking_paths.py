@@ -19,7 +19,8 @@ def _check_summary(results, metric_keys, group_key=None):
     runs = results["runs"]
     for row in results["summary"]:
         rs = [r for r in runs if r["variant"] == row["variant"]
-              and (group_key is None or r[group_key] == row[group_key])]
+              and (group_key is None or r[group_key] == row[group_key])
+              and (row["variant"] == "baseline" or r["tikhonov"] == row["tikhonov"])]
         base = [r for r in runs if r["variant"] == "baseline"
                 and (group_key is None or r[group_key] == row[group_key])]
         for key, get in metric_keys.items():
@@ -46,7 +47,8 @@ def test_summaries_are_derived_from_the_per_seed_records(rng):
     """Synthetic records, so that means, stds, Welch p-values and ratios are checked."""
     seeds = [0, 1, 2]
     runs = [_fake_run(v, s, rng, test_exact_match=float(rng.uniform()),
-                      test_elementwise=float(rng.uniform()))
+                      test_elementwise=float(rng.uniform()),
+                      best_val_exact_match=float(rng.uniform()))
             for s in seeds for v in ("baseline", "hessian", "fisher")]
     config = {"variants": ["baseline", "hessian", "fisher"]}
     results = {"runs": runs, "summary": ranking.summarize(runs, config)}
@@ -65,20 +67,61 @@ def test_summaries_are_derived_from_the_per_seed_records(rng):
                    group_key="samples")
 
 
+def test_tikhonov_sweep_groups_runs_and_selects_on_validation(rng):
+    """A sweep has one row per (variant, lambda); the selected lambda is the one with the
+    best mean validation exact match, whatever the test accuracy says."""
+    grid = [1e-3, 0.1, 10.0]
+    config = ranking.validate_config(dict(ranking.CPU_DEFAULTS, tikhonov=grid,
+                                          variants=["baseline", "hessian", "fisher"]))
+    assert config["tikhonov_grid"] == grid
+    runs = []
+    for s in (0, 1, 2):
+        runs.append(_fake_run("baseline", s, rng, best_val_exact_match=0.3,
+                              test_exact_match=0.3, test_elementwise=0.5))
+        for v in ("hessian", "fisher"):
+            for lam in grid:
+                val = float(rng.uniform(0.2, 0.4))
+                run = _fake_run(v, s, rng, best_val_exact_match=val,
+                                test_exact_match=1 - val, test_elementwise=0.5)
+                runs.append(dict(run, tikhonov=lam))
+    summary = ranking.summarize(runs, config)
+    assert [(r["variant"], r["tikhonov"]) for r in summary] == (
+        [("baseline", None)] + [(v, lam) for v in ("hessian", "fisher") for lam in grid])
+    results = {"runs": runs, "summary": summary}
+    _check_summary(results, {"val_exact_match": lambda r: 100 * r["best_val_exact_match"],
+                             "test_exact_match": lambda r: 100 * r["test_exact_match"]})
+    selected = ranking.select_tikhonov(summary)
+    for v in ("hessian", "fisher"):
+        means = [np.mean([r["best_val_exact_match"] for r in runs
+                          if r["variant"] == v and r["tikhonov"] == lam]) for lam in grid]
+        assert selected[v] == grid[int(np.argmax(means))]
+    # A single value is a plain setting, not a sweep; bad values name the argument.
+    config = ranking.validate_config(dict(ranking.CPU_DEFAULTS, tikhonov=[0.5]))
+    assert config["tikhonov_grid"] is None and set(config["tikhonov"].values()) == {0.5}
+    for bad in ([0.1, -1.0], [0.1, 0.1], [], [float("nan"), 1.0]):
+        with pytest.raises(ValueError, match="tikhonov"):
+            ranking.validate_config(dict(ranking.CPU_DEFAULTS, tikhonov=bad))
+
+
 def test_bench_ranking_quick(tmp_path, capsys):
+    """The quick run, as a two-value tikhonov sweep of the Fisher variant."""
     out = str(tmp_path / "ranking")
     code = cli.main(["bench", "ranking", "--quick", "--variants", "baseline,fisher",
-                     "--seeds", "0",
+                     "--seeds", "0", "--tikhonov", "0.01,1",
                      "--relaxation", "neuralsort", "--n", "3", "--out", out])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "fisher" in printed and "step ratio" in printed
+    assert "fisher" in printed and "step ratio" in printed and "selected: fisher" in printed
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     assert results["data"]["kind"] == "bundled"
-    assert len(results["runs"]) == 2
+    assert len(results["runs"]) == 3
+    assert sorted(r["tikhonov"] for r in results["runs"] if r["variant"] == "fisher") == [
+        0.01, 1.0]
+    assert results["selected_tikhonov"]["fisher"] in (0.01, 1.0)
     _check_summary(results, {"test_exact_match": lambda r: 100 * r["test_exact_match"],
-                             "test_elementwise": lambda r: 100 * r["test_elementwise"]})
+                             "test_elementwise": lambda r: 100 * r["test_elementwise"],
+                             "val_exact_match": lambda r: 100 * r["best_val_exact_match"]})
     for r in results["runs"]:
         assert r["best_step"] in r["curve"]["step"]
         # The reported best validation is the curve's maximum.

@@ -35,7 +35,7 @@ DEFAULT_TIKHONOV = {
 
 CPU_DEFAULTS = dict(
     relaxation="neuralsort", n=5, variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
-    steps=600, batch_size=10, learning_rate=1e-3, eval_every=100, tau=1.0, power=1.0,
+    steps=400, batch_size=10, learning_rate=1e-3, eval_every=100, tau=1.0, power=1.0,
     steepness=10.0, distribution="cauchy", network="odd_even", art_lambda=0.25,
     tikhonov=None, data="auto", validation_sets=200, test_sets=500, eval_batch_size=100,
     jit_compile=False, warmup_steps=10, require_full_mnist=False,
@@ -70,17 +70,33 @@ def validate_config(config):
                              f"received {config[key]!r}.")
     if config["eval_every"] > config["steps"]:
         config["eval_every"] = config["steps"]
-    tik = dict(DEFAULT_TIKHONOV[config["relaxation"]])
-    given = config.get("tikhonov")
+    config["tikhonov"], config["tikhonov_grid"] = _tikhonov_settings(
+        config["relaxation"], config.get("tikhonov"), config.get("tikhonov_grid"))
+    return config
+
+
+def _tikhonov_settings(relaxation, given, grid):
+    """``(lambda per variant, sweep grid or None)`` from a number, a dict or a list."""
+    tik = dict(DEFAULT_TIKHONOV[relaxation])
+    if isinstance(given, (list, tuple)):
+        if len(given) == 0:
+            raise ValueError("tikhonov must be a number or a non-empty list of numbers.")
+        grid, given = (given, None) if len(given) > 1 else (grid, given[0])
     if isinstance(given, (int, float)):
         tik = {k: float(given) for k in tik}
     elif isinstance(given, dict):
         tik.update({k: float(v) for k, v in given.items()})
-    for v, lam in tik.items():
+    elif given is not None:
+        raise TypeError(f"tikhonov must be a number, a list or a dict; received {given!r}.")
+    if grid is not None:
+        grid = [float(lam) for lam in grid]
+        if len(set(grid)) != len(grid):
+            raise ValueError(f"The tikhonov sweep has repeated values: {grid}.")
+    checks = list(tik.items()) + [("the sweep", lam) for lam in grid or ()]
+    for v, lam in checks:
         if not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"tikhonov for {v} must be finite and >= 0; received {lam}.")
-    config["tikhonov"] = tik
-    return config
+    return tik, grid
 
 
 def make_relaxation(config):
@@ -96,14 +112,16 @@ def make_relaxation(config):
                            art_lambda=config["art_lambda"])
 
 
-def make_loss(config, variant):
+def make_loss(config, variant, tikhonov=None):
+    """``(loss, base_loss)`` of one variant; ``tikhonov`` overrides the config's value."""
     from keras_newton import NewtonLoss
     from keras_newton.losses import RankingLoss
 
     base = RankingLoss(make_relaxation(config))
     if variant == "baseline":
         return base, base
-    return NewtonLoss(base, curvature=variant, tikhonov=config["tikhonov"][variant]), base
+    lam = config["tikhonov"][variant] if tikhonov is None else tikhonov
+    return NewtonLoss(base, curvature=variant, tikhonov=lam), base
 
 
 def load_data(config, verbose=True):
@@ -118,8 +136,11 @@ def load_data(config, verbose=True):
     return mnist, info
 
 
-def train_one(mnist, variant, seed, config, progress=True, prefix=""):
-    """One training run; returns its record (curve, best-validation test accuracy, times)."""
+def train_one(mnist, variant, seed, config, progress=True, prefix="", tikhonov=None):
+    """One training run; returns its record (curve, best-validation test accuracy, times).
+
+    ``tikhonov`` (a sweep's value) overrides the config's lambda for ``variant``.
+    """
     import keras
 
     from keras_newton.datasets import four_digit_datasets
@@ -135,7 +156,9 @@ def train_one(mnist, variant, seed, config, progress=True, prefix=""):
         num_validation_sets=config["validation_sets"], num_test_sets=config["test_sets"],
         eval_batch_size=config["eval_batch_size"], seed=seed)
     model = multi_digit_cnn(n)
-    loss, base = make_loss(config, variant)
+    loss, base = make_loss(config, variant, tikhonov)
+    if variant != "baseline":
+        tikhonov = float(loss.tikhonov)
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss=loss,
                   metrics=[BaseLoss(base), ExactMatchAccuracy(), ElementwiseRankAccuracy()],
                   jit_compile=config["jit_compile"])
@@ -169,7 +192,7 @@ def train_one(mnist, variant, seed, config, progress=True, prefix=""):
     result = model.evaluate(test, verbose=0, return_dict=True)
     return {
         "variant": variant, "seed": seed,
-        "tikhonov": None if variant == "baseline" else config["tikhonov"][variant],
+        "tikhonov": tikhonov,
         "test_exact_match": float(result["exact_match"]),
         "test_elementwise": float(result["elementwise_accuracy"]),
         "best_step": best["step"], "best_val_exact_match": best["val"],
@@ -180,17 +203,51 @@ def train_one(mnist, variant, seed, config, progress=True, prefix=""):
     }
 
 
+def _groups(config):
+    """``[(label, variant, tikhonov or None)]``: a variant, or one per sweep value."""
+    groups = []
+    for v in config["variants"]:
+        if v == "baseline" or not config.get("tikhonov_grid"):
+            groups.append((v, v, None))
+        else:
+            groups.extend((f"{v} λ={lam:g}", v, lam) for lam in config["tikhonov_grid"])
+    return groups
+
+
 def summarize(runs, config):
-    """One row per variant: accuracies over seeds, Welch test, step-time ratio."""
-    by_variant = {v: [r for r in runs if r["variant"] == v] for v in config["variants"]}
-    return common.variant_rows(by_variant, {
+    """One row per variant (per variant and lambda in a sweep): accuracies over seeds, the
+    mean best validation exact match, Welch test against the baseline, step-time ratio."""
+    by_group, variant_of = {}, {}
+    for label, variant, lam in _groups(config):
+        by_group[label] = [r for r in runs if r["variant"] == variant
+                           and (lam is None or r["tikhonov"] == lam)]
+        variant_of[label] = variant
+    rows = common.variant_rows(by_group, {
         "test_exact_match": lambda r: 100 * r["test_exact_match"],
         "test_elementwise": lambda r: 100 * r["test_elementwise"],
+        "val_exact_match": lambda r: 100 * r["best_val_exact_match"],
     })
+    for row in rows:
+        row["group"], row["variant"] = row["variant"], variant_of[row["variant"]]
+    return rows
+
+
+def select_tikhonov(summary):
+    """Per Newton variant, the lambda with the highest mean best-validation exact match
+    (the first in grid order on ties): how a sweep picks its defaults, never on test."""
+    best = {}
+    for row in summary:
+        if row["variant"] == "baseline":
+            continue
+        score = row["val_exact_match"]["mean"]
+        if row["variant"] not in best or score > best[row["variant"]][1]:
+            best[row["variant"]] = (row["tikhonov"], score)
+    return {v: lam for v, (lam, _) in best.items()}
 
 
 def run_benchmark(config, progress=True, mnist=None):
-    """Every variant x seed of ``config``; returns a JSON-serialisable results dict."""
+    """Every variant (x lambda in a sweep) x seed of ``config``; returns a JSON-serialisable
+    results dict (with ``selected_tikhonov`` in a sweep)."""
     config = validate_config(config)
     t0 = time.perf_counter()
     if mnist is None:
@@ -198,49 +255,64 @@ def run_benchmark(config, progress=True, mnist=None):
     else:
         info = {"kind": "given"}
     runs = []
-    jobs = [(v, s) for s in config["seeds"] for v in config["variants"]]
-    for i, (variant, seed) in enumerate(jobs, 1):
-        prefix = f"[{i}/{len(jobs)}] {config['relaxation']} n={config['n']} {variant} seed {seed}"
-        run = train_one(mnist, variant, seed, config, progress, prefix)
+    jobs = [(label, v, lam, s) for s in config["seeds"] for label, v, lam in _groups(config)]
+    for i, (label, variant, lam, seed) in enumerate(jobs, 1):
+        prefix = f"[{i}/{len(jobs)}] {config['relaxation']} n={config['n']} {label} seed {seed}"
+        run = train_one(mnist, variant, seed, config, progress, prefix, tikhonov=lam)
         runs.append(run)
         if progress:
             print(f"{prefix}: test exact match {100 * run['test_exact_match']:.2f}% "
                   f"(element-wise {100 * run['test_elementwise']:.2f}%) at step "
                   f"{run['best_step']}; step {1e3 * run['step_time']['median_s']:.1f} ms; "
                   f"{run['wall_s']:.0f} s", flush=True)
-    return {"benchmark": "ranking", "config": config, "data": info,
-            "environment": common.environment(), "runs": runs,
-            "summary": summarize(runs, config), "wall_time_s": time.perf_counter() - t0}
+    summary = summarize(runs, config)
+    results = {"benchmark": "ranking", "config": config, "data": info,
+               "environment": common.environment(), "runs": runs, "summary": summary,
+               "wall_time_s": time.perf_counter() - t0}
+    if config.get("tikhonov_grid"):
+        results["selected_tikhonov"] = select_tikhonov(summary)
+    return results
 
 
 def format_table(results):
     c = results["config"]
+    sweep = bool(c.get("tikhonov_grid"))
+    selected = results.get("selected_tikhonov", {})
     title = (f"Four-digit MNIST ranking, {c['relaxation']} n={c['n']}: test accuracy (%) at "
              f"the best validation step, {len(c['seeds'])} seeds, {c['steps']} steps, "
              f"batch {c['batch_size']}")
+    val_head = f" {'val exact':>14}" if sweep else ""
     lines = [title, "-" * len(title),
-             f"{'variant':<20} {'tikhonov':>8} {'exact match':>16} {'element-wise':>16} "
-             f"{'p (Welch)':>9} {'step ratio':>10}"]
+             f"{'variant':<20} {'tikhonov':>8}{val_head} {'exact match':>16} "
+             f"{'element-wise':>16} {'p (Welch)':>9} {'step ratio':>10}"]
     for row in results["summary"]:
-        em, ew = row["test_exact_match"], row["test_elementwise"]
+        em, ew, val = row["test_exact_match"], row["test_elementwise"], row["val_exact_match"]
         tik = "-" if row["tikhonov"] is None else f"{row['tikhonov']:g}"
         p = "-" if em["p_value"] is None else f"{em['p_value']:.3f}"
         ratio = "-" if row["step_time_ratio"] is None else f"{row['step_time_ratio']:.2f}x"
-        lines.append(f"{row['variant']:<20} {tik:>8} "
+        star = "*" if (sweep and row["variant"] != "baseline"
+                       and selected.get(row["variant"]) == row["tikhonov"]) else " "
+        val_cell = f" {val['mean']:>7.2f} ± {val['std']:<5.2f}" if sweep else ""
+        lines.append(f"{row['variant']:<20} {tik:>7}{star}{val_cell} "
                      f"{em['mean']:>7.2f} ± {em['std']:<5.2f}{common.mark(em):>2} "
                      f"{ew['mean']:>7.2f} ± {ew['std']:<5.2f}  {p:>9} {ratio:>10}")
     lines.append("++ / --: significantly better / worse than the baseline (Welch, alpha "
                  f"{common.ALPHA}); +: better mean. Step ratio: median training-step time "
                  "over the baseline's, same run.")
+    if sweep:
+        picks = ", ".join(f"{v} {lam:g}" for v, lam in selected.items())
+        lines.append("Sweep: 'val exact' is the mean best validation exact match; * marks "
+                     f"each variant's lambda with the highest (selected: {picks}).")
     return "\n".join(lines)
 
 
 def plot(results, path):
     curves = {}
-    for variant in results["config"]["variants"]:
-        rs = [r for r in results["runs"] if r["variant"] == variant]
+    for row in results["summary"]:
+        rs = [r for r in results["runs"] if r["variant"] == row["variant"]
+              and (row["variant"] == "baseline" or r["tikhonov"] == row["tikhonov"])]
         ys = np.array([r["curve"]["val_exact_match"] for r in rs]) * 100
-        curves[variant] = (rs[0]["curve"]["step"], ys.mean(0), ys.std(0))
+        curves[row["group"]] = (rs[0]["curve"]["step"], ys.mean(0), ys.std(0))
     c = results["config"]
     return common.plot_convergence(curves, path,
                                    title=f"{c['relaxation']} n={c['n']}: validation")
@@ -253,8 +325,11 @@ def register(subparsers):
     p.add_argument("--n", type=int, help="items per set (default 5)")
     p.add_argument("--variants", type=common.parse_list,
                    help="comma list of baseline, hessian, fisher, hessian_elementwise")
-    p.add_argument("--tikhonov", type=float, help="lambda for every Newton variant "
-                   "(default: the documented per-relaxation value)")
+    p.add_argument("--tikhonov", type=lambda s: common.parse_list(s, float),
+                   help="lambda for every Newton variant (default: the documented "
+                   "per-relaxation value); a comma list (e.g. 1e-3,1e-2,0.1,1) sweeps it: "
+                   "every Newton variant at every value, the table marking the lambda with "
+                   "the best mean validation exact match")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int, help="sets per batch")
     p.add_argument("--learning-rate", type=float)
