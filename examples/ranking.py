@@ -65,7 +65,8 @@ def main(argv=None):
 
     `RankingLoss(NeuralSort(tau))` is the base loss, one value per set. Its Newton loss
     with the empirical Hessian (`curvature="hessian"`) gets the Hessian of the relaxed
-    sort in closed form; `tikhonov` is the `lambda` of `(C + lambda I)`.
+    sort in closed form; `tikhonov` is the `lambda` of `(C + lambda I)`. 0.1 is what the
+    benchmark's sweep picked for NeuralSort's Hessian (docs/results.md, "Tikhonov sweep").
     """
     base = keras_newton.losses.RankingLoss(keras_newton.layers.NeuralSort(tau=1.0))
     losses = {
