@@ -220,13 +220,18 @@ def _groups(config):
     return groups
 
 
+def _runs_of(runs, variant, tikhonov=None):
+    """The runs of ``variant`` (at ``tikhonov`` when given: one sweep value)."""
+    return [r for r in runs if r["variant"] == variant
+            and (tikhonov is None or r["tikhonov"] == tikhonov)]
+
+
 def summarize(runs, config):
     """One row per variant (per variant and lambda in a sweep): accuracies over seeds, the
     mean best validation exact match, Welch test against the baseline, step-time ratio."""
     by_group, variant_of = {}, {}
     for label, variant, lam in _groups(config):
-        by_group[label] = [r for r in runs if r["variant"] == variant
-                           and (lam is None or r["tikhonov"] == lam)]
+        by_group[label] = _runs_of(runs, variant, lam)
         variant_of[label] = variant
     rows = common.variant_rows(by_group, {
         "test_exact_match": lambda r: 100 * r["test_exact_match"],
@@ -315,8 +320,7 @@ def format_table(results):
 def plot(results, path):
     curves = {}
     for row in results["summary"]:
-        rs = [r for r in results["runs"] if r["variant"] == row["variant"]
-              and (row["variant"] == "baseline" or r["tikhonov"] == row["tikhonov"])]
+        rs = _runs_of(results["runs"], row["variant"], row["tikhonov"])
         ys = np.array([r["curve"]["val_exact_match"] for r in rs]) * 100
         curves[row["group"]] = (rs[0]["curve"]["step"], ys.mean(0), ys.std(0))
     c = results["config"]

@@ -22,8 +22,24 @@ def _rank_matches(y_true, y_pred):
     return ops.cast(ops.equal(stable_ranks(y_true), stable_ranks(y_pred)), "float32")
 
 
+class _RankMatchMean(keras.metrics.Mean):
+    """Mean over sets of ``_per_set(matches)``, ``matches`` from `_rank_matches`."""
+
+    @staticmethod
+    def _per_set(matches):
+        """``(B, n)`` matches -> ``(B,)`` per-set score."""
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        per_set = self._per_set(_rank_matches(y_true, y_pred))
+        return super().update_state(per_set, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
 @keras.saving.register_keras_serializable(package="keras_newton")
-class ExactMatchAccuracy(keras.metrics.Mean):
+class ExactMatchAccuracy(_RankMatchMean):
     """Fraction of sets whose predicted order is entirely right.
 
     A set counts when ``argsort(y_pred) == argsort(y_true)`` at every position (stable
@@ -41,19 +57,16 @@ class ExactMatchAccuracy(keras.metrics.Mean):
     ```
     """
 
+    @staticmethod
+    def _per_set(matches):
+        return ops.min(matches, axis=-1)
+
     def __init__(self, name="exact_match", dtype=None):
         super().__init__(name=name, dtype=dtype)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        matches = _rank_matches(y_true, y_pred)
-        return super().update_state(ops.min(matches, axis=-1), sample_weight=sample_weight)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
-
 
 @keras.saving.register_keras_serializable(package="keras_newton")
-class ElementwiseRankAccuracy(keras.metrics.Mean):
+class ElementwiseRankAccuracy(_RankMatchMean):
     """Fraction of positions ``r`` with ``argsort(y_pred)[r] == argsort(y_true)[r]``.
 
     The mean over the ``n`` positions of a set, then over sets (stable argsort, ties in
@@ -71,12 +84,9 @@ class ElementwiseRankAccuracy(keras.metrics.Mean):
     ```
     """
 
+    @staticmethod
+    def _per_set(matches):
+        return ops.mean(matches, axis=-1)
+
     def __init__(self, name="elementwise_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        matches = _rank_matches(y_true, y_pred)
-        return super().update_state(ops.mean(matches, axis=-1), sample_weight=sample_weight)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
