@@ -205,3 +205,40 @@ def variant_rows(by_variant, metrics, **labels):
         row["step_time_ratio"] = step[variant] / step["baseline"] if "baseline" in step else None
         rows.append(row)
     return rows
+
+
+def check_tikhonov_grid(values, name="tikhonov"):
+    """A tikhonov sweep's values as floats, in the given order.
+
+    Raises ValueError naming ``name`` when the list is empty, holds a value that is not a
+    number, negative, NaN or infinite, or repeats a value.
+    """
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} sweep is empty: give numbers >= 0, e.g. 1e-3,0.1,10.")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise ValueError(f"{name} values must be numbers >= 0; received {v!r} in "
+                             f"{values!r}.")
+        v = float(v)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} values must be finite and >= 0; received {v!r} in "
+                             f"{values!r}.")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} sweep has repeated values: {out!r}.")
+    return out
+
+
+def pick_best(scores):
+    """The key of the highest score among ``[(key, score), ...]``; the first on ties.
+
+    Non-finite scores never win; ``None`` when no score is finite. A sweep picks its
+    tikhonov with this on validation scores (never on test).
+    """
+    best_key, best = None, -math.inf
+    for key, score in scores:
+        if score is not None and math.isfinite(score) and score > best:
+            best_key, best = key, score
+    return best_key
