@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = [
     "keras_newton",
     "keras_newton.curvature",
+    "keras_newton.tikhonov",
     "keras_newton.layers",
     "keras_newton.losses",
     "keras_newton.metrics",

@@ -11,6 +11,8 @@ from keras_newton import curvature  # noqa: F401
 from keras_newton import layers  # noqa: F401
 from keras_newton import losses  # noqa: F401
 from keras_newton import metrics  # noqa: F401
+from keras_newton import tikhonov  # noqa: F401
 from keras_newton.newton import NewtonLoss  # noqa: F401
 
-__all__ = ["NewtonLoss", "curvature", "layers", "losses", "metrics", "__version__"]
+__all__ = ["NewtonLoss", "curvature", "layers", "losses", "metrics", "tikhonov",
+           "__version__"]

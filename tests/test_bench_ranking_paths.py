@@ -103,6 +103,44 @@ def test_tikhonov_sweep_groups_runs_and_selects_on_validation(rng):
             ranking.validate_config(dict(ranking.CPU_DEFAULTS, tikhonov=bad))
 
 
+def test_paper_preset_settings_and_tikhonov_grid():
+    """--paper: the paper's lr 1e-3 and batch 100, diffsort's 5000/10000 evaluation sets and
+    EM5 selection; the grid 1e-3..1e3 read in the batch-mean convention, i.e. B * t for the
+    Hessian and B^2 * t for the Fisher in our per-sample scale."""
+    config = ranking.make_config("paper")
+    assert config["learning_rate"] == 1e-3 and config["batch_size"] == 100
+    assert (config["validation_sets"], config["test_sets"]) == (5000, 10000)
+    assert config["select_on"] == "em5" and config["tikhonov_convention"] == "batch_mean"
+    grid = [10.0**k for k in range(-3, 4)]
+    groups = ranking._groups(config)
+    for variant, power in (("hessian", 1), ("fisher", 2)):
+        lams = [lam for _, v, lam in groups if v == variant]
+        np.testing.assert_allclose(lams, [t * 100**power for t in grid], rtol=1e-12)
+    # A single batch-mean value is converted the same way.
+    config = ranking.make_config("paper", tikhonov=[0.5])
+    assert config["tikhonov"]["hessian"] == pytest.approx(50.0)
+    assert config["tikhonov"]["fisher"] == pytest.approx(5000.0)
+    with pytest.raises(ValueError, match="select_on"):
+        ranking.make_config("cpu", select_on="loss")
+
+
+def test_exact_match_of_the_first_items(rng):
+    """ExactMatchAccuracy(first=k): exact match of the order of the first k items only."""
+    from keras_newton.metrics import ExactMatchAccuracy
+
+    y_true = rng.permutation(np.arange(40, dtype=np.float32).reshape(4, 10).ravel()).reshape(4, 10)
+    y_pred = y_true + rng.normal(scale=3.0, size=y_true.shape).astype(np.float32)
+    want = np.mean([np.array_equal(np.argsort(t[:5], kind="stable"),
+                                   np.argsort(p[:5], kind="stable"))
+                    for t, p in zip(y_true, y_pred)])
+    metric = ExactMatchAccuracy(first=5)
+    metric.update_state(y_true, y_pred)
+    assert float(metric.result()) == pytest.approx(want)
+    assert ExactMatchAccuracy.from_config(metric.get_config()).first == 5
+    with pytest.raises(ValueError, match="first"):
+        ExactMatchAccuracy(first=1)
+
+
 def test_bench_ranking_quick(tmp_path, capsys):
     """The quick run, as a two-value tikhonov sweep of the Fisher variant."""
     out = str(tmp_path / "ranking")

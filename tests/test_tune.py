@@ -26,6 +26,7 @@ from keras_newton import NewtonLoss  # noqa: E402
 from keras_newton import models  # noqa: E402
 from keras_newton.bench import cli, tune  # noqa: E402
 from keras_newton.losses import RankingLoss  # noqa: E402
+from keras_newton.tikhonov import to_per_sample  # noqa: E402
 
 
 def _hp(**values):
@@ -50,6 +51,20 @@ def test_classification_hypermodel_builds_what_the_hyperparameters_say():
     assert isinstance(base.optimizer, keras.optimizers.SGD) and base.name == "M5"
     assert float(base.optimizer.learning_rate) == pytest.approx(0.05)
     assert hm.objective.name == "val_accuracy" and hm.objective.direction == "max"
+
+
+@pytest.mark.parametrize("curvature, power", [("hessian", 1), ("fisher", 2)])
+def test_batch_mean_convention_scales_the_searched_tikhonov(curvature, power):
+    """A batch-mean lambda t over B samples is B t (Hessian) or B^2 t (Fisher) in ours."""
+    hm = models.ClassificationHyperModel("m1", optimizer="adam", tikhonov_convention="batch_mean",
+                                         batch_size=50)
+    model = hm.build(_hp(curvature=curvature, tikhonov=0.02, learning_rate=1e-3))
+    assert model.loss.get_config()["tikhonov"] == pytest.approx(0.02 * 50**power)
+    assert hm.get_config()["tikhonov_convention"] == "batch_mean"
+    with pytest.raises(ValueError, match="batch_size"):
+        models.ClassificationHyperModel("m1", tikhonov_convention="batch_mean")
+    with pytest.raises(ValueError, match="tikhonov_convention"):
+        models.ClassificationHyperModel("m1", tikhonov_convention="sum")
 
 
 def test_tikhonov_is_conditional_on_a_newton_curvature():
@@ -148,7 +163,11 @@ def test_tune_ranking_two_trials_end_to_end(tmp_path, capsys):
     else:
         assert isinstance(model.loss, NewtonLoss)
         assert model.loss.get_config()["curvature"] == hp["curvature"]
-        assert model.loss.get_config()["tikhonov"] == pytest.approx(hp["tikhonov"])
+        # tune searches lambda in the batch-mean convention; the loss holds ours.
+        expected = to_per_sample(hp["tikhonov"], hp["curvature"],
+                                 summary["config"]["batch_size"], "batch_mean")
+        assert summary["config"]["tikhonov_convention"] == "batch_mean"
+        assert model.loss.get_config()["tikhonov"] == pytest.approx(expected)
         relaxation = model.loss.base_loss.relaxation
     assert relaxation.tau == pytest.approx(hp["tau"])
     assert float(model.optimizer.learning_rate) == pytest.approx(hp["learning_rate"])

@@ -15,7 +15,11 @@ on the test split, and writes under ``--out``: KerasTuner's project folder (``se
 trial's hyperparameters and score, the best model's test metrics, the settings).
 
 Ranges are given as ``LOW,HIGH`` (log scale) or one number (fixed): ``--tikhonov 1e-2,1e2``,
-``--learning-rate 1e-3``. ``--quick`` is a seconds-long smoke run on tiny data.
+``--learning-rate 1e-3``. ``tikhonov`` is searched in the batch-mean convention by default
+(``--tikhonov-convention batch_mean``): the paper's range ``1e-3 .. 1e3`` as the lambda of a
+batch-mean loss, converted to `keras_newton.NewtonLoss`'s per-sample lambda by
+`keras_newton.tikhonov.to_per_sample` (times the batch size for the Hessians, its square for
+the Fisher); ``per_sample`` passes the values as they are. ``--quick`` is a seconds-long smoke run on tiny data.
 Needs ``pip install 'keras-newton[tune]'`` (keras-tuner, and tensorboard, which KerasTuner
 imports on TensorFlow).
 """
@@ -32,7 +36,7 @@ from keras_newton.bench import common
 TUNERS = ("random", "bayesian", "hyperband")
 
 SEARCH_DEFAULTS = dict(tuner="random", max_trials=10, epochs=3, seed=0, resume=False,
-                       hyperband_factor=3, top=5)
+                       hyperband_factor=3, top=5, tikhonov_convention="batch_mean")
 BENCH_DEFAULTS = {
     "ranking": dict(n=5, relaxation="neuralsort", batch_size=20, steps_per_epoch=200,
                     validation_sets=500, test_sets=1000, data="auto"),
@@ -112,7 +116,8 @@ def make_hypermodel(config):
 
     cls = getattr(models, HYPERMODELS[config["benchmark"]])
     kwargs = {k: config[k] for k in HYPER_KEYS[config["benchmark"]] if k in config}
-    return cls(**kwargs)
+    return cls(**kwargs, tikhonov_convention=config["tikhonov_convention"],
+               batch_size=config["batch_size"])
 
 
 def make_tuner(config, hypermodel, directory, project_name="search"):
@@ -341,6 +346,11 @@ def _add_search_options(p):
     p.add_argument("--curvatures", type=common.parse_list,
                    help="choices of the curvature, e.g. baseline,hessian,fisher")
     p.add_argument("--tikhonov", type=parse_range, help="LOW,HIGH (log) or a fixed value")
+    p.add_argument("--tikhonov-convention", choices=("batch_mean", "per_sample"),
+                   help="scale of --tikhonov: batch_mean (default: the lambda of a "
+                   "batch-mean loss, as the paper's 1e-3..1e3 grid may be meant; converted "
+                   "to keras-newton's per-sample lambda, x batch size for the Hessians, "
+                   "x batch size^2 for the Fisher) or per_sample (passed as it is)")
     p.add_argument("--learning-rate", type=parse_range, help="LOW,HIGH (log) or a value")
     p.add_argument("--top", type=int, help="trials to print (default 5)")
     p.add_argument("--resume", action="store_true", default=None,

@@ -1,5 +1,7 @@
 """Ranking metrics: exact-match and element-wise rank accuracy (DESIGN.md definitions)."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -46,7 +48,12 @@ class ExactMatchAccuracy(_RankMatchMean):
     argsort: ties go in index order, in the truth and in the scores alike; DESIGN.md). The
     "exact match" accuracy of Grover et al. (ICLR 2019) and Petersen et al. (ICML 2021).
 
+    With ``first=k`` only the first ``k`` items of each set are compared (the order of
+    ``y_pred[:, :k]`` against that of ``y_true[:, :k]``): the "EM5" accuracy on which the
+    diffsort experiments select their best validation step for sets of more than 5 items.
+
     Args:
+        first: ``None`` (every item) or the number ``k >= 2`` of leading items compared.
         name: metric name.
         dtype: metric dtype.
 
@@ -61,8 +68,22 @@ class ExactMatchAccuracy(_RankMatchMean):
     def _per_set(matches):
         return ops.min(matches, axis=-1)
 
-    def __init__(self, name="exact_match", dtype=None):
+    def __init__(self, first=None, name="exact_match", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        if first is not None:
+            if isinstance(first, bool) or not isinstance(first, numbers.Integral) or first < 2:
+                raise ValueError(f"first must be None or an integer >= 2; received {first!r}.")
+            first = int(first)
+        self.first = first
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.first is not None:
+            y_true = ops.convert_to_tensor(y_true)[:, : self.first]
+            y_pred = ops.convert_to_tensor(y_pred)[:, : self.first]
+        return super().update_state(y_true, y_pred, sample_weight=sample_weight)
+
+    def get_config(self):
+        return dict(super().get_config(), first=self.first)
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")

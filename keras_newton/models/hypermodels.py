@@ -7,7 +7,12 @@ searched by KerasTuner:
   curvature kind (``"hessian"``, ``"hessian_elementwise"``, ``"fisher"``);
 - ``tikhonov``: the ``lambda`` of ``(C + lambda I)``, on a log scale (the paper's grid is
   ``1e-3 .. 1e3``, Petersen et al., NeurIPS 2024, Section 5); active only for Newton
-  curvatures (a KerasTuner conditional scope on ``curvature``);
+  curvatures (a KerasTuner conditional scope on ``curvature``). It is read in the
+  hypermodel's ``tikhonov_convention``: ``"per_sample"`` (the default: the value goes to
+  `keras_newton.NewtonLoss` as it is) or ``"batch_mean"`` (the lambda of a batch-mean loss
+  over ``batch_size`` samples, converted by `keras_newton.tikhonov.to_per_sample`: times
+  ``batch_size`` for the Hessians, ``batch_size**2`` for the Fisher), which is how
+  ``keras-newton tune`` searches the paper's range;
 - the relaxation's temperature or steepness (``tau`` of NeuralSort / SoftSort,
   ``steepness`` of DiffSort, ``beta`` of relaxed Bellman-Ford, ``sigma`` of the sampled
   shortest-path losses), on a log scale;
@@ -40,6 +45,8 @@ best = tuner.get_best_models(1)[0]
 import math
 
 import keras
+
+from keras_newton import tikhonov as tikhonov_scale
 
 try:
     import keras_tuner
@@ -99,11 +106,23 @@ class _NewtonHyperModel(keras_tuner.HyperModel):
     #: the metric the search maximises; subclasses set it.
     objective_name = None
 
-    def __init__(self, curvatures, tikhonov, learning_rate, allowed, name, tunable):
+    def __init__(self, curvatures, tikhonov, learning_rate, allowed, name, tunable,
+                 tikhonov_convention="per_sample", batch_size=None):
         super().__init__(name=name, tunable=tunable)
         self.curvatures = _check_curvatures(curvatures, allowed)
         self.tikhonov = _check_range("tikhonov", tikhonov)
         self.learning_rate = _check_range("learning_rate", learning_rate)
+        if tikhonov_convention not in tikhonov_scale.CONVENTIONS:
+            raise ValueError(f"tikhonov_convention must be one of "
+                             f"{tikhonov_scale.CONVENTIONS}; received {tikhonov_convention!r}.")
+        if tikhonov_convention == "batch_mean" and (
+                isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or batch_size < 1):
+            raise ValueError("batch_size (samples per training batch) must be a positive "
+                             "integer with tikhonov_convention='batch_mean'; received "
+                             f"{batch_size!r}.")
+        self.tikhonov_convention = tikhonov_convention
+        self.batch_size = batch_size
 
     @property
     def objective(self):
@@ -118,11 +137,17 @@ class _NewtonHyperModel(keras_tuner.HyperModel):
         if newton:
             with hp.conditional_scope("curvature", newton):
                 tikhonov = _log_float(hp, "tikhonov", self.tikhonov)
-        return variant, (None if variant == "baseline" else tikhonov)
+        if variant == "baseline":
+            return variant, None
+        # The searched value is in the hypermodel's convention; the loss takes ours.
+        return variant, tikhonov_scale.to_per_sample(
+            tikhonov, variant, self.batch_size or 1, self.tikhonov_convention)
 
     def _config(self):
         return {"curvatures": list(self.curvatures), "tikhonov": self.tikhonov,
-                "learning_rate": self.learning_rate}
+                "learning_rate": self.learning_rate,
+                "tikhonov_convention": self.tikhonov_convention,
+                "batch_size": self.batch_size}
 
 
 class ClassificationHyperModel(_NewtonHyperModel):
@@ -147,6 +172,9 @@ class ClassificationHyperModel(_NewtonHyperModel):
         learning_rate: ``(low, high)`` log range or a fixed number; default ``(1e-3, 1)``
             for SGD and ``(1e-4, 1e-2)`` for Adam.
         name, tunable: as in `keras_tuner.HyperModel`.
+        tikhonov_convention: ``"per_sample"`` (default) or ``"batch_mean"``: the scale in
+            which ``tikhonov`` is searched (see the module docstring).
+        batch_size: samples per training batch; needed with ``"batch_mean"``.
 
     Example:
 
@@ -161,7 +189,8 @@ class ClassificationHyperModel(_NewtonHyperModel):
 
     def __init__(self, model="M1", optimizer="sgd",
                  curvatures=("baseline", "hessian_elementwise", "hessian", "fisher"),
-                 tikhonov=TIKHONOV_RANGE, learning_rate=None, name=None, tunable=True):
+                 tikhonov=TIKHONOV_RANGE, learning_rate=None, name=None, tunable=True,
+                 tikhonov_convention="per_sample", batch_size=None):
         from keras_newton.models.classification import MODELS
 
         if not isinstance(model, str) or model.upper() not in MODELS:
@@ -171,7 +200,8 @@ class ClassificationHyperModel(_NewtonHyperModel):
         if learning_rate is None:
             learning_rate = (1e-3, 1.0) if optimizer == "sgd" else (1e-4, 1e-2)
         super().__init__(curvatures, tikhonov, learning_rate,
-                         ("baseline",) + NEWTON_CURVATURES, name, tunable)
+                         ("baseline",) + NEWTON_CURVATURES, name, tunable,
+                         tikhonov_convention, batch_size)
         self.model = model.upper()
         self.optimizer = optimizer
 
@@ -220,6 +250,9 @@ class RankingHyperModel(_NewtonHyperModel):
         steepness: DiffSort steepness range or value.
         network, distribution: DiffSort's sorting network and swap distribution.
         name, tunable: as in `keras_tuner.HyperModel`.
+        tikhonov_convention: ``"per_sample"`` (default) or ``"batch_mean"``: the scale in
+            which ``tikhonov`` is searched (see the module docstring).
+        batch_size: samples per training batch; needed with ``"batch_mean"``.
 
     Example:
 
@@ -235,7 +268,8 @@ class RankingHyperModel(_NewtonHyperModel):
     def __init__(self, n=5, relaxation="neuralsort",
                  curvatures=("baseline", "hessian", "fisher"), tikhonov=TIKHONOV_RANGE,
                  learning_rate=(1e-4, 1e-2), tau=(0.1, 10.0), steepness=(2.0, 100.0),
-                 network="odd_even", distribution="cauchy", name=None, tunable=True):
+                 network="odd_even", distribution="cauchy", name=None, tunable=True,
+                 tikhonov_convention="per_sample", batch_size=None):
         from keras_newton.bench import ranking
 
         if relaxation not in ranking.RELAXATIONS:
@@ -244,7 +278,7 @@ class RankingHyperModel(_NewtonHyperModel):
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f"n (items per set) must be an integer >= 2; received {n!r}.")
         super().__init__(curvatures, tikhonov, learning_rate, ranking.VARIANTS, name,
-                         tunable)
+                         tunable, tikhonov_convention, batch_size)
         self.n = n
         self.relaxation = relaxation
         self.tau = _check_range("tau", tau)
@@ -313,6 +347,9 @@ class ShortestPathHyperModel(_NewtonHyperModel):
             ``(96, 96, 3)`` for Warcraft).
         seed: seed of the sampled losses' noise.
         name, tunable: as in `keras_tuner.HyperModel`.
+        tikhonov_convention: ``"per_sample"`` (default) or ``"batch_mean"``: the scale in
+            which ``tikhonov`` is searched (see the module docstring).
+        batch_size: samples per training batch; needed with ``"batch_mean"``.
 
     Example:
 
@@ -329,7 +366,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
     def __init__(self, method="fenchel_young", samples=10, curvatures=None,
                  tikhonov=TIKHONOV_RANGE, learning_rate=(1e-4, 1e-2), beta=(1.0, 100.0),
                  sigma=(0.01, 1.0), grid=12, input_shape=(96, 96, 3), seed=0, name=None,
-                 tunable=True):
+                 tunable=True, tikhonov_convention="per_sample", batch_size=None):
         from keras_newton.bench import shortest_path
 
         if method not in shortest_path.METHODS:
@@ -337,7 +374,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
                              f"received {method!r}.")
         allowed = shortest_path.METHODS[method]
         super().__init__(curvatures or allowed, tikhonov, learning_rate, allowed, name,
-                         tunable)
+                         tunable, tikhonov_convention, batch_size)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer; received {samples!r}.")
         self.method = method
