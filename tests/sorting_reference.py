@@ -82,43 +82,120 @@ def bitonic_comparators(n_wires):
     return layers
 
 
+# diffsort (Felix-Petersen/diffsort, networks.bitonic_network): a comparator that touches
+# exactly one discarded wire maps the real wire onto itself with both combine weights 0.5.
+IDENTITY_MAP_FACTOR = 0.5
+
+
+def diffsort_bitonic_matrices(n):
+    """The layers of diffsort's bitonic network for ``n`` values, as it builds them.
+
+    On ``N = 2^ceil(log2 n)`` wires, the top ``N - n`` wires are discarded and value ``i``
+    sits on wire ``N - n + i``. Every comparator of the layer is one column ``c`` of
+    ``split_a, split_b`` (``(c, n)``: which wire is ``a``, which is ``b``) and of
+    ``combine_min, combine_max`` (``(n, c)``: where the soft min and max go):
+
+    - two real wires ``i < j``: ``a = i``, ``b = j``; the min goes to ``i`` and the max
+      to ``j`` for an ascending comparator, the other way round for a descending one;
+    - one real wire ``w``: ``a = b = w`` and the min and the max both go to ``w`` with
+      weight `IDENTITY_MAP_FACTOR` (an identity map);
+    - no real wire: no column.
+    """
+    wires = 1
+    while wires < n:
+        wires *= 2
+    top = wires - n
+    out = []
+    for layer in bitonic_comparators(wires):
+        cols = []  # (a, b, min wire, max wire, weight)
+        for i, j, ascending in layer:
+            if i >= top:
+                lo, hi = (i, j) if ascending else (j, i)
+                cols.append((i, j, lo, hi, 1.0))
+            elif j >= top:
+                cols.append((j, j, j, j, IDENTITY_MAP_FACTOR))
+        split_a, split_b = np.zeros((len(cols), n)), np.zeros((len(cols), n))
+        combine_min, combine_max = np.zeros((n, len(cols))), np.zeros((n, len(cols)))
+        for c, (a, b, lo, hi, weight) in enumerate(cols):
+            split_a[c, a - top] = 1.0
+            split_b[c, b - top] = 1.0
+            combine_min[lo - top, c] = weight
+            combine_max[hi - top, c] = weight
+        out.append((split_a, split_b, combine_min, combine_max))
+    return out
+
+
+def diffsort_forward(s, matrices, steepness, distribution, art_lambda=0.25):
+    """diffsort's forward pass (functional.execute_sort) for one score vector, float64.
+
+    Returns ``X[item, wire]`` after the last layer, diffsort's orientation (wire ``r`` of
+    the output holds ascending rank ``r``).
+    """
+    x = np.asarray(s, np.float64)
+    big_x = np.eye(len(x))
+    f = np.vectorize(lambda d: sigmoid_f(d, steepness, distribution, art_lambda),
+                     otypes=[np.float64])
+    for split_a, split_b, combine_min, combine_max in matrices:
+        a, b = split_a @ x, split_b @ x
+        alpha = f(b - a)
+        xa, xb = big_x @ split_a.T, big_x @ split_b.T  # (item, comparator)
+        w_min = alpha * xa + (1 - alpha) * xb
+        w_max = (1 - alpha) * xa + alpha * xb
+        big_x = w_max @ combine_max.T + w_min @ combine_min.T
+        x = (combine_min @ (alpha * a + (1 - alpha) * b)
+             + combine_max @ ((1 - alpha) * a + alpha * b))
+    return big_x
+
+
 def diffsort(s, network, steepness, distribution, art_lambda=0.25):
-    """Differentiable sorting network on padded wires (pads are +inf: alpha is 1 or 0)."""
+    """Differentiable sorting network, ``P[rank, item]``.
+
+    ``"bitonic"`` is diffsort's layout (`diffsort_bitonic_matrices`, top wires discarded)
+    run as diffsort runs it (`diffsort_forward`), transposed. ``"odd_even"`` runs the
+    comparators one at a time on ``n`` wires.
+    """
     s = np.asarray(s, np.float64)
     n = len(s)
-    if network == "odd_even":
-        wires, layers = n, odd_even_comparators(n)
-    else:
-        wires = 1
-        while wires < n:
-            wires *= 2
-        layers = bitonic_comparators(wires)
-    x = np.concatenate([s, np.zeros(wires - n)])
-    pad = np.array([False] * n + [True] * (wires - n))
-    X = np.zeros((wires, n))  # X[wire, item]
-    X[:n, :n] = np.eye(n)
-    for layer in layers:
-        for i, j, ascending in layer:
-            lo, hi = (i, j) if ascending else (j, i)  # lo receives the min
+    if network == "bitonic":
+        return diffsort_forward(s, diffsort_bitonic_matrices(n), steepness, distribution,
+                                art_lambda).T
+    x = s.copy()
+    X = np.eye(n)  # X[wire, item]
+    for layer in odd_even_comparators(n):
+        for lo, hi, _ in layer:
             a, b = x[lo], x[hi]
-            if pad[lo] and pad[hi]:
-                continue
-            if pad[hi]:
-                alpha = 1.0
-            elif pad[lo]:
-                alpha = 0.0
-            else:
-                alpha = sigmoid_f(b - a, steepness, distribution, art_lambda)
-            if pad[lo] or pad[hi]:
-                # +inf never mixes: move the real value to `lo` if needed.
-                if alpha == 0.0:
-                    x[lo], x[hi] = x[hi], x[lo]
-                    X[[lo, hi]] = X[[hi, lo]]
-                    pad[lo], pad[hi] = pad[hi], pad[lo]
-                continue
+            alpha = sigmoid_f(b - a, steepness, distribution, art_lambda)
             x[lo], x[hi] = alpha * a + (1 - alpha) * b, (1 - alpha) * a + alpha * b
             X[lo], X[hi] = alpha * X[lo] + (1 - alpha) * X[hi], (1 - alpha) * X[lo] + alpha * X[hi]
-    assert not pad[:n].any()
+    return X
+
+
+def padded_bitonic(s, steepness, distribution, art_lambda=0.25):
+    """The bitonic layout that pads ``+inf`` wires at the bottom instead (``P[rank, item]``).
+
+    It also sorts but its relaxation differs from diffsort's for ``n`` not a power of two;
+    kept to show that the two layouts differ.
+    """
+    s = np.asarray(s, np.float64)
+    n = len(s)
+    wires = 1
+    while wires < n:
+        wires *= 2
+    x = np.concatenate([s, np.full(wires - n, np.inf)])
+    X = np.zeros((wires, n))
+    X[:n] = np.eye(n)
+    for layer in bitonic_comparators(wires):
+        for i, j, ascending in layer:
+            lo, hi = (i, j) if ascending else (j, i)
+            if np.isinf(x[lo]) or np.isinf(x[hi]):  # +inf never mixes: hard swap
+                if x[lo] > x[hi]:
+                    x[[lo, hi]] = x[[hi, lo]]
+                    X[[lo, hi]] = X[[hi, lo]]
+                continue
+            a, b = x[lo], x[hi]
+            alpha = sigmoid_f(b - a, steepness, distribution, art_lambda)
+            x[lo], x[hi] = alpha * a + (1 - alpha) * b, (1 - alpha) * a + alpha * b
+            X[lo], X[hi] = alpha * X[lo] + (1 - alpha) * X[hi], (1 - alpha) * X[lo] + alpha * X[hi]
     return X[:n]
 
 

@@ -130,6 +130,99 @@ def test_compiled_networks_sort_every_01_input(network, n):
     assert len(plan.layers) <= depth
 
 
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_bitonic_equals_diffsorts_layout_for_every_n(distribution, rng):
+    # diffsort's bitonic network (top 2^k - n wires discarded, identity maps) run as diffsort
+    # runs it (split/combine matrices per layer), transposed; float64: agree to 1e-6.
+    for n in range(2, 18):
+        for steepness in (0.7, 4.0):
+            s = rng.normal(size=(3, n))
+            layer = layers.DiffSort("bitonic", steepness=steepness, distribution=distribution,
+                                    art_lambda=0.4, dtype="float64")
+            p = keras.ops.convert_to_numpy(layer(s))
+            expected = np.stack([
+                ref.diffsort_forward(v, ref.diffsort_bitonic_matrices(n), steepness,
+                                     distribution, 0.4).T for v in s])
+            np.testing.assert_allclose(p, expected, rtol=0, atol=1e-6,
+                                       err_msg=f"n={n}, steepness={steepness}")
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 4, 8, 16])
+def test_bottom_padding_relaxes_differently_unless_n_is_a_power_of_two(n, rng):
+    # The +inf-padded layout also sorts, but for n != 2^k its relaxation is not diffsort's.
+    s = rng.normal(size=(4, n))
+    padded = np.stack([ref.padded_bitonic(v, 3.0, "logistic") for v in s])
+    p = keras.ops.convert_to_numpy(
+        layers.DiffSort("bitonic", steepness=3.0, distribution="logistic", dtype="float64")(s))
+    if n & (n - 1) == 0:
+        np.testing.assert_allclose(p, padded, rtol=0, atol=1e-12)
+    else:
+        assert np.abs(p - padded).max() > 0.05
+
+
+def test_bitonic_equals_the_diffsort_package():
+    # The real package (PyTorch, float64 tensors): its X[item, rank] transposed, to 1e-6.
+    diffsort = pytest.importorskip("diffsort")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    for n in (3, 5, 6, 7, 10, 12, 16, 17):
+        s = rng.normal(size=(4, n))
+        for distribution in DISTRIBUTIONS:
+            net = diffsort.DiffSortNet("bitonic", n, steepness=3.0, art_lambda=0.4,
+                                       distribution=distribution)
+            _, x = net(torch.tensor(s, dtype=torch.float64))
+            assert x.dtype == torch.float64
+            p = keras.ops.convert_to_numpy(layers.DiffSort(
+                "bitonic", steepness=3.0, distribution=distribution, art_lambda=0.4,
+                dtype="float64")(s))
+            np.testing.assert_allclose(p, np.swapaxes(x.numpy(), 1, 2), rtol=0, atol=1e-6,
+                                       err_msg=f"n={n}, {distribution}")
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7, 12])
+def test_diffsort_reference_layout_sorts_in_the_hard_limit(n, rng):
+    # The reference construction itself: at steepness 1e9 it is the argsort permutation.
+    s = rng.permuted(np.tile(np.arange(n) * 0.1, (4, 1)), axis=1)
+    for v in s:
+        p = ref.diffsort(v, "bitonic", 1e9, "logistic")
+        np.testing.assert_allclose(p, ref.true_permutation(v), atol=1e-9)
+
+
+@pytest.mark.parametrize("distribution", ["logistic", "cauchy", "optimal"])
+@pytest.mark.parametrize("n", [3, 5, 6])
+def test_bitonic_closed_form_derivatives_for_n_not_a_power_of_two(distribution, n, rng):
+    # permutation_derivatives of diffsort's layout against central differences of the
+    # float64 reference: J to 1e-6 (h = 1e-6), <w, d2P> to 2e-4 relative (h = 1e-4).
+    layer = layers.DiffSort("bitonic", steepness=2.0, distribution=distribution,
+                            dtype="float64")
+    s = _scores(rng, 1, n)
+    w = rng.normal(size=(1, n, n))
+    p, jac, hess_fn = layer.permutation_derivatives(keras.ops.convert_to_tensor(s))
+    jac = keras.ops.convert_to_numpy(jac)[0]
+    hess = keras.ops.convert_to_numpy(hess_fn(keras.ops.convert_to_tensor(w)))[0]
+
+    def reference(v):
+        return ref.diffsort(v, "bitonic", 2.0, distribution)
+
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], reference(s[0]), atol=1e-12)
+    for m in range(n):
+        e = np.zeros(n)
+        e[m] = 1e-6
+        fd = (reference(s[0] + e) - reference(s[0] - e)) / 2e-6
+        np.testing.assert_allclose(jac[:, :, m], fd, atol=1e-6)
+    f = lambda v: float(np.sum(w[0] * reference(v)))  # noqa: E731
+    np.testing.assert_allclose(hess, fd_hessian(f, s[0]), rtol=2e-4, atol=1e-5)
+
+
+def test_compile_plan_rejects_invalid_layers():
+    from keras_newton.sorting.networks import compile_plan
+
+    with pytest.raises(ValueError, match="Invalid comparator"):
+        compile_plan([[(0, 1), (1, 2)]], 3)
+    with pytest.raises(ValueError, match="Invalid comparator"):
+        compile_plan([[(0, 3)]], 3)
+
+
 @pytest.mark.parametrize("layer", _layers(), ids=_name)
 def test_gradients_match_finite_differences(layer, rng):
     # d sum(W * P(s)) / d s in float64 against central differences (h = 1e-6): agree to 1e-6.

@@ -34,7 +34,9 @@ class DiffSort(SortingRelaxation):
     (DESIGN.md orientation; the PyTorch ``diffsort`` package returns its transpose). Rows
     and columns of ``P`` sum to 1 (``P`` is doubly stochastic) and as ``steepness -> inf``
     ``P`` tends to ``one_hot(argsort(s))``. Bitonic networks for ``n`` not a power of two
-    pad with ``+inf`` values, which never mix with the real ones (see `networks.py`).
+    follow the ``diffsort`` package: the top ``2^ceil(log2 n) - n`` wires are discarded
+    and comparators touching them are identity maps, so ``P`` equals diffsort's (see
+    `networks.py`).
 
     Args:
         network: ``"odd_even"`` (``n`` layers) or ``"bitonic"``

@@ -8,15 +8,24 @@ A sorting network is a fixed sequence of layers of comparators; a comparator of 
 - Odd-even transposition network: ``n`` layers; layer ``l`` compares the neighbours
   ``(i, i + 1)`` for ``i = l mod 2, l mod 2 + 2, ...``. Sorts any ``n``.
 - Bitonic network (Batcher, 1968): for ``N = 2^k`` wires, ``k (k + 1) / 2`` layers. For
-  ``n`` that is not a power of two the input is padded with ``N - n`` wires holding
-  ``+inf``: a comparator between a real value and ``+inf`` is decided in advance (the real
-  value goes to the comparator's min wire) and a comparator of two pads does nothing, so
-  the pads never mix with real values and need not be computed at all.
+  ``n`` that is not a power of two this is the layout of the ``diffsort`` package
+  (Petersen, github.com/Felix-Petersen/diffsort, ``networks.bitonic_network``): the *top*
+  ``N - n`` wires are discarded and value ``i`` sits on wire ``N - n + i``. A comparator
+  of two discarded wires is dropped; one touching exactly one discarded wire leaves the
+  real wire where it is (diffsort writes it as an identity map: the wire compared with
+  itself, ``alpha = f(0) = 1/2``, soft min and soft max both sent back with weight
+  ``1/2``, which returns the value and its permutation row unchanged). The network
+  still sorts every input (checked by the 0-1 principle in the tests), and its
+  relaxation equals diffsort's for every ``n``; padding ``+inf`` wires at the bottom
+  instead would also sort but relax differently. (diffsort takes ``alpha = f(b - a)``
+  with ``a`` the upper wire and, for a descending comparator, sends the soft min to ``b``;
+  here that comparator is ``(b, a)`` with ``alpha = f(a - b) = 1 - f(b - a)``, the same
+  mixing, as every swap distribution is symmetric.)
 
 `SortingPlan` compiles such a network into the form the layers execute: per layer, the
 pairs of *slots* (positions of a length-``n`` state) holding the soft min and the soft max,
-and at the end the slot of each ascending rank. Moves that involve padding become a
-relabelling of slots, so every executed comparator is a real, soft one.
+and at the end the slot of each ascending rank. Identity maps are not executed, so every
+executed comparator is a real, soft one.
 
 `layer_matrices` writes one layer as matrices: with ``D = S_lo - S_hi`` (``S`` the
 one-hot slot-selection matrices, ``n x k``) and ``W`` the permutation swapping every pair,
@@ -49,26 +58,32 @@ def odd_even_network(n):
 
 
 def bitonic_network(n):
-    """Bitonic network on ``N = 2^ceil(log2 n)`` wires, as ``(layers, N)``.
+    """Layers of comparators ``(min_wire, max_wire)`` of diffsort's bitonic network on
+    ``n`` wires.
 
-    Each layer is a list of comparators ``(min_wire, max_wire)``; a descending comparator
-    of Batcher's construction appears with its wires swapped. Wires ``n .. N-1`` are the
-    ``+inf`` padding.
+    Batcher's network on ``N = 2^ceil(log2 n)`` wires with the top ``N - n`` discarded
+    (see the module docstring); wire ``w`` here is wire ``N - n + w`` of the full network.
+    A descending comparator of Batcher's construction appears with its wires swapped.
+    Comparators touching a discarded wire are left out (identity maps), so a layer may
+    be shorter than ``n / 2`` comparators.
     """
-    k = max(1, math.ceil(math.log2(n))) if n > 1 else 0
-    wires = 2**k
+    k = math.ceil(math.log2(n)) if n > 1 else 0
+    top = 2**k - n  # discarded wires 0 .. top - 1 of the full network
     layers = []
     for block in range(k):
         for stage in range(block + 1):
             half = 2 ** (block - stage)
             layer = []
-            for start in range(0, wires, 2 * half):
+            for start in range(0, 2**k, 2 * half):
                 for j in range(half):
                     u, v = start + j, start + j + half
+                    if u < top:  # u discarded: a no-op for v, or nothing at all
+                        continue
                     ascending = ((u >> (block + 1)) & 1) == 0
+                    u, v = u - top, v - top
                     layer.append((u, v) if ascending else (v, u))
             layers.append(layer)
-    return layers, wires
+    return layers
 
 
 class SortingPlan(NamedTuple):
@@ -88,33 +103,26 @@ class SortingPlan(NamedTuple):
     rank_slots: np.ndarray
 
 
-def compile_plan(layers, n, wires=None):
-    """Compiles comparator layers on ``wires`` wires (real values on wires ``0..n-1``, the
-    rest ``+inf`` padding) into a `SortingPlan` on ``n`` slots."""
-    wires = n if wires is None else wires
-    slot_of_wire = {w: w for w in range(n)}  # wire -> slot, for wires holding real values
+def compile_plan(layers, n):
+    """Compiles comparator layers on ``n`` wires into a `SortingPlan` on ``n`` slots.
+
+    Wire ``w`` is slot ``w`` throughout (a comparator writes its soft min and max back to
+    its own two wires), so rank ``r`` ends on slot ``r``; empty layers are dropped.
+
+    Raises:
+        ValueError: if a comparator is not two distinct wires in ``0..n-1`` or a layer
+            uses a wire twice.
+    """
     compiled = []
     for layer in layers:
-        lo, hi = [], []
-        new_map = dict(slot_of_wire)
-        for u, v in layer:  # u receives the min, v the max
-            su, sv = slot_of_wire.get(u), slot_of_wire.get(v)
-            new_map.pop(u, None)
-            new_map.pop(v, None)
-            if su is not None and sv is not None:
-                lo.append(su)
-                hi.append(sv)
-                new_map[u], new_map[v] = su, sv
-            elif su is not None or sv is not None:
-                new_map[u] = su if su is not None else sv  # real value to the min wire
-        slot_of_wire = new_map
-        if not lo:
+        used = [w for pair in layer for w in pair]
+        if any(not 0 <= w < n for w in used) or len(set(used)) != len(used):
+            raise ValueError(f"Invalid comparator layer on {n} wires: {layer!r}.")
+        if not layer:
             continue
+        lo, hi = zip(*layer)
         compiled.append((np.asarray(lo, np.int32), np.asarray(hi, np.int32)))
-    ranks = [slot_of_wire.get(w) for w in range(n)]
-    if any(r is None for r in ranks) or sorted(ranks) != list(range(n)):
-        raise AssertionError(f"the network does not route the {n} values to wires 0..n-1")
-    return SortingPlan(n, tuple(compiled), np.asarray(ranks, np.int32))
+    return SortingPlan(n, tuple(compiled), np.arange(n, dtype=np.int32))
 
 
 def layer_matrices(lo, hi, n):
@@ -145,5 +153,4 @@ def sorting_plan(network, n):
     n = int(n)
     if network == "odd_even":
         return compile_plan(odd_even_network(n), n)
-    layers, wires = bitonic_network(n)
-    return compile_plan(layers, n, wires)
+    return compile_plan(bitonic_network(n), n)
