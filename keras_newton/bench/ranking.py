@@ -132,11 +132,8 @@ def _tikhonov_settings(relaxation, given, grid):
     elif given is not None:
         raise TypeError(f"tikhonov must be a number, a list or a dict; received {given!r}.")
     if grid is not None:
-        grid = [float(lam) for lam in grid]
-        if len(set(grid)) != len(grid):
-            raise ValueError(f"The tikhonov sweep has repeated values: {grid}.")
-    checks = list(tik.items()) + [("the sweep", lam) for lam in grid or ()]
-    for v, lam in checks:
+        grid = common.check_tikhonov_grid(grid)
+    for v, lam in tik.items():
         if not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"tikhonov for {v} must be finite and >= 0; received {lam}.")
     return tik, grid
@@ -292,14 +289,12 @@ def summarize(runs, config):
 def select_tikhonov(summary):
     """Per Newton variant, the lambda with the highest mean best-validation exact match
     (the first in grid order on ties): how a sweep picks its defaults, never on test."""
-    best = {}
+    scores = {}
     for row in summary:
-        if row["variant"] == "baseline":
-            continue
-        score = row["val_exact_match"]["mean"]
-        if row["variant"] not in best or score > best[row["variant"]][1]:
-            best[row["variant"]] = (row["tikhonov"], score)
-    return {v: lam for v, (lam, _) in best.items()}
+        if row["variant"] != "baseline":
+            scores.setdefault(row["variant"], []).append(
+                (row["tikhonov"], row["val_exact_match"]["mean"]))
+    return {v: common.pick_best(pairs) for v, pairs in scores.items()}
 
 
 def run_benchmark(config, progress=True, mnist=None):
