@@ -1,8 +1,9 @@
 """Shortest paths: exact solver, relaxed Bellman-Ford, PathLoss, path metrics.
 
 References are computed another way: scipy's Dijkstra on an explicit graph, brute-force
-enumeration of simple paths, and a float64 NumPy re-implementation of the relaxed
-Bellman-Ford written with explicit loops over cells (from the formulas in the docstring).
+enumeration of simple paths, and `algovision_reference`, a float64 NumPy replay of
+AlgoVision's relaxed shortest-path program (tests/test_bellman_ford_algovision.py checks it
+against the algovision package and tests the layer's AlgoVision semantics in detail).
 """
 
 import itertools
@@ -14,6 +15,7 @@ import tensorflow as tf
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+import algovision_reference as avref
 import keras_newton
 from keras_newton.losses import PathLoss
 from keras_newton.metrics import CostRatio, OptimalCostMatch, PerfectMatch, path_metrics
@@ -102,74 +104,19 @@ def assert_valid_path(mask):
     assert reached == cells
 
 
-def conorm_np(a, b, kind, p):
-    if kind == "probabilistic":
-        return a + b - a * b
-    if kind == "hamacher":
-        p = 5.0 if p is None else p
-        return (a + b + (p - 2) * a * b) / (1 + (p - 1) * a * b)
-    if kind == "yager":
-        p = 1.0 if p is None else p
-        return np.minimum(1.0, (a**p + b**p) ** (1.0 / p))
-    return np.maximum(a, b)
-
-
 def relaxed_bf_np(c, beta, iterations=None, loop="for", t_conorm="probabilistic", p=None,
-                  max_iterations=None, epsilon=1e-5):
-    """Float64 relaxed Bellman-Ford of one map, cell by cell (the layer's docstring)."""
-    h, w = c.shape
-    large = 1e12
-    steps = iterations or 2 * max(h, w) + 1
-    d = np.full((h, w), large)
-    d[0, 0] = 0.0
-    pred = np.zeros((h, w, 8))
-    for _ in range(steps):
-        new = np.zeros((h, w))
-        for i in range(h):
-            for j in range(w):
-                vals = np.array([d[i + di, j + dj] if _inside(i + di, j + dj, h, w) else large
-                                 for di, dj in OFFSETS])
-                e = np.exp(-beta * (vals - vals.min()))
-                pred[i, j] = e / e.sum()
-                new[i, j] = pred[i, j] @ vals + c[i, j]
-        new[0, 0] = 0.0
-        d = new
-
-    def move(trace):
-        nxt = np.zeros((h, w))
-        nxt[0, 0] += trace[0, 0]
-        for i in range(h):
-            for j in range(w):
-                if (i, j) == (0, 0):
-                    continue
-                for k, (di, dj) in enumerate(OFFSETS):
-                    if _inside(i + di, j + dj, h, w):
-                        nxt[i + di, j + dj] += trace[i, j] * pred[i, j, k]
-        return nxt
-
-    trace = np.zeros((h, w))
-    trace[-1, -1] = 1.0
-    tracked = trace.copy()
-    if loop == "for":
-        for _ in range(steps):
-            trace = move(trace)
-            tracked = conorm_np(tracked, trace, t_conorm, p)
-        return tracked
-
-    def go_on(tr):
-        return 1.0 / (1.0 + np.exp(-beta * (1.0 - tr[0, 0])))
-
-    q = go_on(tracked)
-    acc = (1 - q) * tracked
-    for _ in range(max_iterations or h * w):
-        if q <= epsilon:
-            break
-        trace = move(trace)
-        tracked = conorm_np(tracked, trace, t_conorm, p)
-        q_next = q * go_on(tracked)
-        acc = acc + (q - q_next) * tracked
-        q = q_next
-    return acc + q * tracked
+                  max_iterations=None, epsilon=1e-5, absorbing_source=False):
+    """AlgoVision's relaxed shortest path of a batch ``(B, H, W)`` or one map ``(H, W)``,
+    float64, from `algovision_reference` (the program replayed statement by statement)."""
+    c = np.asarray(c, np.float64)
+    one = c.ndim == 2
+    batch = c[None] if one else c
+    steps = iterations or 2 * max(batch.shape[1:]) + 1
+    out = avref.relaxed_shortest_path(
+        batch, beta, steps, t_conorm, p, loop=loop, absorbing_source=absorbing_source,
+        epsilon=epsilon, max_iter=max_iterations or 2**10,
+    )
+    return out[0] if one else out
 
 
 def unique_optimum_margin(c):
@@ -253,20 +200,23 @@ def test_shortest_path_bad_input():
 # --- relaxed Bellman-Ford ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("absorbing_source", [False, True])
 @pytest.mark.parametrize("loop", ["for", "while"])
 @pytest.mark.parametrize("t_conorm,p", [("probabilistic", None), ("hamacher", 2.0),
                                         ("yager", 1.0), ("yager", 2.0), ("max", None)])
-def test_relaxed_bellman_ford_matches_numpy_reference(loop, t_conorm, p):
+def test_relaxed_bellman_ford_matches_numpy_reference(loop, t_conorm, p, absorbing_source):
     rng = np.random.default_rng(3)
     costs = rng.uniform(0.2, 3.0, (2, 4, 5))
     layer = RelaxedBellmanFord(beta=2.0, loop=loop, t_conorm=t_conorm, t_conorm_p=p,
-                               dtype="float64")
+                               absorbing_source=absorbing_source, dtype="float64")
     out = np.asarray(layer(costs))  # float64 in, float64 out
     assert out.dtype == np.float64
-    for c, o in zip(costs, out):
-        ref = relaxed_bf_np(c, 2.0, loop=loop, t_conorm=t_conorm, p=p)
-        np.testing.assert_allclose(o, ref, rtol=1e-9, atol=1e-4 if loop == "while" else 1e-10)
-        assert o.min() >= 0.0 and o.max() <= 1.0
+    # The whole batch at once: the while loop stops on the batch maximum, as AlgoVision's.
+    ref = relaxed_bf_np(costs, 2.0, loop=loop, t_conorm=t_conorm, p=p,
+                        absorbing_source=absorbing_source)
+    # Same operations in another order: float64 rounding only.
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-10)
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_relaxed_bellman_ford_gradient_matches_finite_differences():
@@ -321,6 +271,8 @@ def test_relaxed_bellman_ford_second_derivatives_finite_in_float32():
 
 @pytest.mark.parametrize("loop", ["for", "while"])
 def test_relaxed_bellman_ford_converges_to_exact_path(loop):
+    """With the absorbing source (AlgoVision's default keeps marking a neighbour of the
+    source, see tests/test_bellman_ford_algovision.py)."""
     rng = np.random.default_rng(5)
     grids = []
     while len(grids) < 4:  # grids whose optimum is unique, with a clear margin
@@ -332,7 +284,8 @@ def test_relaxed_bellman_ford_converges_to_exact_path(loop):
     exact = np.asarray(shortest_path(costs))
     errors = []
     for beta in (1.0, 10.0, 100.0):
-        soft = np.asarray(RelaxedBellmanFord(beta=beta, loop=loop)(costs))
+        layer = RelaxedBellmanFord(beta=beta, loop=loop, absorbing_source=True)
+        soft = np.asarray(layer(costs))
         assert soft.min() >= 0.0 and soft.max() <= 1.0
         errors.append(np.abs(soft - exact).max())
     assert errors[0] > errors[1] > errors[2]

@@ -20,6 +20,7 @@ __all__ = ["RelaxedBellmanFord", "T_CONORMS", "t_conorm"]
 
 T_CONORMS = ("probabilistic", "hamacher", "yager", "max")
 _DEFAULT_P = {"hamacher": 5.0, "yager": 1.0}
+_ALGOVISION_MAX_ITER = 2**10  # algovision.Algorithm(max_iter=...) default
 
 
 def t_conorm(a, b, kind="probabilistic", p=None):
@@ -56,62 +57,79 @@ class RelaxedBellmanFord(keras.layers.Layer):
     """Relaxed shortest path of AlgoVision (Petersen et al., NeurIPS 2021): costs -> soft path.
 
     Costs ``c`` of shape ``(B, H, W)`` (vertex weights, 8-neighbourhood, DESIGN.md), path
-    from ``(0, 0)`` to ``(H - 1, W - 1)``. Forward pass, ``T`` relaxed Bellman-Ford sweeps
-    over a distance grid padded with a large value (AlgoVision: ``1e12``; cells not reached
-    yet hold it too), the source reset to 0 after every sweep:
+    from the source ``(0, 0)`` to the target ``(H - 1, W - 1)``. By default the layer
+    computes what AlgoVision's Warcraft shortest-path program computes (its
+    ``examples/shortest_path.py``: ``T`` forward sweeps, then a ``For`` or ``While``
+    traceback), to float rounding.
+
+    Forward pass: ``T`` relaxed Bellman-Ford sweeps over a distance grid padded with a
+    large value (AlgoVision: ``1e12``; every cell starts with it, the source with 0), the
+    source reset to 0 after every sweep:
 
         w[v, k] = softmin_k(beta * d[u_k]) = softmax_k(-beta * d[u_k]),   u_k in N8(v)
         d[v]    = sum_k w[v, k] d[u_k] + c[v],        d[source] = 0
 
-    The padding and unreached cells get weight ``exp(-beta 1e12) = 0``; this layer masks
-    them out instead, which gives the same values without ever forming ``1e12``-sized
-    intermediates, so that second derivatives (``NewtonLoss(curvature="hessian")``) stay
-    finite. A cell with no reached neighbour yet (only when ``T`` is too small for the
-    grid) sends its traceback mass uniformly to its grid neighbours.
+    The padding, and cells not reached yet, get weight ``exp(-beta 1e12) = 0`` next to a
+    reached neighbour; this layer masks them out instead, which gives the same values
+    without ever forming ``1e12``-sized intermediates, so that second derivatives
+    (``NewtonLoss(curvature="hessian")``) stay finite. A cell none of whose neighbours is
+    reached yet (only when ``T`` is too small for the grid) holds ``1e12 + e``; it takes
+    the softmin of the excesses ``e`` over all 8 window entries (the padding has
+    ``e = 0``), which is what AlgoVision computes in exact arithmetic (in float32
+    ``1e12 + e`` rounds to ``1e12`` there and the weights become uniform).
 
-    ``w`` of the last sweep is the soft predecessor distribution of every cell. Traceback:
-    a unit of mass starts at the target; each step moves the mass at every cell to its
-    predecessors in proportion to ``w``, and the tracked path accumulates the positions
-    through a t-conorm ``S``:
+    ``w`` of the last sweep is the soft predecessor distribution of every cell, the
+    source's included. Traceback: the mass ``p`` starts as a unit at the target; the
+    tracked path ``P`` starts at 0; one traceback step is AlgoVision's loop body
 
-        p_0 = e_target,  P_0 = p_0,   p_{t+1} = move(p_t, w),   P_{t+1} = S(P_t, p_{t+1})
+        P <- S(P, p),    p <- move(p, w)
 
-    - ``loop="for"``: ``T`` traceback steps, the output is ``P_T``.
-    - ``loop="while"``: AlgoVision's relaxed ``while P[source] < 1``: the continuation
-      probability of step ``t`` is ``q_t = prod_{s <= t} sigmoid(beta (1 - P_s[source]))``,
-      and the output is the expectation over the stopping time,
-      ``sum_t (q_{t-1} - q_t) P_t + q_last P_last`` (``q_{-1} = 1``), the loop ending when
-      ``max q_t <= epsilon`` or after ``max_iterations`` steps.
+    with ``S`` a t-conorm (a relaxed "or") and ``move`` sending the mass of every cell to
+    its neighbours in proportion to ``w`` (mass sent outside the grid is lost). After
+    ``t`` steps ``P_t = S(p_0, ..., p_{t-1})`` (``P_0 = 0``).
 
-    As ``beta -> inf`` the softmin becomes the hard min, the forward pass exact
-    Bellman-Ford, and (when the shortest path is unique and has at most ``T`` steps)
-    the output the exact path mask of `keras_newton.paths.shortest_path`. The values lie
-    in [0, 1]; cells of tied predecessors share the mass.
+    - ``loop="for"``: ``T`` steps, the output is ``P_T``.
+    - ``loop="while"``: AlgoVision's relaxed ``While(tracked_path[source] <= 1)``: with
+      the condition ``sigmoid(beta (1 - P_t[source]))`` and ``q_t`` the product of the
+      conditions of ``P_0, ..., P_t``, the output is AlgoVision's mixture of the states,
+      ``(1 - q_0) P_0 + sum_{t >= 1} (q_{t-1} - q_t) P_t + q_n P_n``; ``n`` is the first
+      step after which every map's ``q_n <= epsilon`` (the stop test is on the batch
+      maximum, as in AlgoVision), at most ``max_iterations``.
 
-    One deviation from the AlgoVision example, documented: here the source is absorbing
-    in the traceback (mass that reached it stays). In the example the source keeps the
-    softmin weights of its neighbours, so mass that reached it leaves again and marks a
-    neighbour when the traceback runs longer than the path; absorbing it makes surplus
-    iterations harmless and the hard limit exact.
+    The source is not absorbing in AlgoVision: mass that reached it moves on to the
+    source's soft predecessors (its cheapest neighbours) and marks them when the
+    traceback runs longer than the path, a neighbour off the path included.
+    ``absorbing_source=True`` deviates from AlgoVision there: the source keeps the mass
+    that reached it, so surplus traceback steps change nothing and, as ``beta -> inf``
+    (unique shortest path of at most ``T - 1`` steps), both loops converge to the exact
+    path mask of `keras_newton.paths.shortest_path`. The values lie in [0, 1]; cells of
+    tied predecessors share the mass.
 
     Computations run in float32, or in float64 for a layer built with
     ``dtype="float64"``; under mixed precision the output is cast back to the compute
     dtype.
 
     Args:
-        beta: inverse temperature ``> 0`` of the softmin (and of the relaxed while
-            condition). AlgoVision's example: 10.
+        beta: inverse temperature ``> 0`` of the softmin and of the relaxed while
+            condition. AlgoVision's example: 10.
         iterations: number ``T`` of relaxation sweeps and of ``"for"`` traceback steps;
             ``None`` (default) uses ``2 * max(H, W) + 1`` (25 on 12x12 grids, the
-            AlgoVision example's setting). Paths with more than ``T`` steps are cut.
+            AlgoVision example's setting).
         loop: ``"for"`` or ``"while"`` traceback.
         t_conorm: ``"probabilistic"`` (default), ``"hamacher"``, ``"yager"`` or ``"max"``
             (see `t_conorm`).
         t_conorm_p: parameter of the Hamacher (``> 0``, default 5, as in AlgoVision's
             example) or Yager (``>= 1``, default 1) t-conorm; must be ``None`` otherwise.
-        max_iterations: bound on the ``"while"`` traceback steps; ``None``: ``H * W``.
+        max_iterations: bound on the ``"while"`` traceback steps; ``None``: AlgoVision's
+            ``2**10``. Eager and graph execution only run the steps taken; under XLA the
+            buffers of the gradient are sized by the bound, so a smaller one (e.g.
+            ``H * W``) is cheaper there, and gives the same values whenever the loop
+            stops earlier (typically after 30 to 50 steps on 12x12 maps).
         epsilon: the ``"while"`` loop stops once every map's continuation probability is
             at most ``epsilon`` (AlgoVision's default 1e-5).
+        absorbing_source: ``False`` (default): AlgoVision's traceback. ``True``: the
+            source keeps the traceback mass that reached it (a deviation from
+            AlgoVision, see above).
         **kwargs: `keras.layers.Layer` arguments (``name``, ``dtype``...).
 
     Example:
@@ -125,7 +143,8 @@ class RelaxedBellmanFord(keras.layers.Layer):
     """
 
     def __init__(self, beta=10.0, iterations=None, loop="for", t_conorm="probabilistic",
-                 t_conorm_p=None, max_iterations=None, epsilon=1e-5, **kwargs):
+                 t_conorm_p=None, max_iterations=None, epsilon=1e-5, absorbing_source=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.beta = _positive_float(beta, "beta")
         self.iterations = _optional_positive_int(iterations, "iterations")
@@ -153,6 +172,11 @@ class RelaxedBellmanFord(keras.layers.Layer):
         self.t_conorm_p = t_conorm_p
         self.max_iterations = _optional_positive_int(max_iterations, "max_iterations")
         self.epsilon = _positive_float(epsilon, "epsilon")
+        if not isinstance(absorbing_source, bool):
+            raise TypeError(
+                f"absorbing_source must be True or False; received {absorbing_source!r}."
+            )
+        self.absorbing_source = absorbing_source
 
     def _conorm(self, a, b):
         return t_conorm(a, b, self.t_conorm, self.t_conorm_p)
@@ -169,25 +193,19 @@ class RelaxedBellmanFord(keras.layers.Layer):
         is_source = source > 0
         beta = ops.cast(self.beta, work)
 
-        # Forward: relaxed Bellman-Ford sweeps. AlgoVision's distance 1e12 of the padding
-        # and of cells not reached yet gives them softmin weight exp(-beta 1e12) = 0; they
-        # are masked out instead (same values), which keeps every intermediate value of
-        # the size of the path costs: second derivatives (Hessians) stay finite.
-        in_grid = neighbours(ops.ones((1, h, w), work), 0.0) > 0
-        fallback = ops.cast(in_grid, work)
-        fallback = fallback / ops.sum(fallback, axis=-1, keepdims=True)
-
+        # Forward: relaxed Bellman-Ford sweeps. `dist` holds d at reached cells and, at
+        # the others, the excess of AlgoVision's d over its padding value 1e12 (0 for the
+        # padding itself). Next to a reached cell the 1e12 entries get softmin weight
+        # exp(-beta 1e12) = 0: they are masked out (same values), so every intermediate
+        # stays of the size of the path costs and second derivatives stay finite.
         def sweep(_, state):
             dist, reached, _pred = state
             nd = neighbours(dist, 0.0)
-            mask = neighbours(reached, 0.0) > 0  # reached neighbours inside the grid
-            pred = _masked_softmin(nd, mask, beta)
-            has = ops.any(mask, axis=-1)
-            dist = ops.where(has, ops.sum(pred * nd, axis=-1) + costs, 0.0)
-            dist = ops.where(is_source, 0.0, dist)
-            reached = ops.cast(ops.logical_or(has, is_source), work)
-            # A cell not reached yet sends traceback mass to all its grid neighbours.
-            pred = ops.where(has[..., None], pred, fallback)
+            near = neighbours(reached, 0.0) > 0  # reached neighbours inside the grid
+            has = ops.any(near, axis=-1, keepdims=True)
+            pred = _masked_softmin(nd, ops.logical_or(near, ops.logical_not(has)), beta)
+            dist = ops.where(is_source, 0.0, ops.sum(pred * nd, axis=-1) + costs)
+            reached = ops.cast(ops.logical_or(has[..., 0], is_source), work)
             return dist, reached, pred
 
         dist0 = ops.zeros_like(costs)
@@ -195,10 +213,16 @@ class RelaxedBellmanFord(keras.layers.Layer):
         pred0 = ops.zeros(ops.shape(costs) + (8,), dtype=work)
         _, _, pred = _bounded_loop(steps, sweep, (dist0, reached0, pred0))
 
-        # Traceback: soft predecessors, the source absorbing.
-        def move(trace):
-            stay = trace * source
-            return transport((trace - stay)[..., None] * pred) + stay
+        # Traceback. The first step, P_1 = S(0, p_0) = p_0, is taken here (S(0, x) = x
+        # for every t-conorm); the loops run the remaining ones in the order
+        # "p <- move(p); P <- S(P, p)", which skips AlgoVision's last, unused move.
+        if self.absorbing_source:
+            def move(trace):
+                stay = trace * source
+                return transport((trace - stay)[..., None] * pred) + stay
+        else:
+            def move(trace):
+                return transport(trace[..., None] * pred)
 
         trace0 = ops.broadcast_to(target, ops.shape(costs))
         if self.loop == "for":
@@ -207,19 +231,32 @@ class RelaxedBellmanFord(keras.layers.Layer):
                 trace = move(trace)
                 return trace, self._conorm(tracked, trace)
 
-            _, tracked = _bounded_loop(steps, trace_step, (trace0, trace0))
+            tracked = trace0
+            if steps > 1:
+                _, tracked = _bounded_loop(steps - 1, trace_step, (trace0, trace0))
         else:
-            tracked = self._while_traceback(trace0, move, beta, h * w)
+            tracked = self._while_traceback(trace0, move, beta)
         tracked = ops.clip(tracked, 0.0, 1.0)
         return ops.cast(tracked, out_dtype)
 
-    def _while_traceback(self, trace0, move, beta, n_cells):
-        def go_on(tracked):  # relaxed "tracked[source] < 1", AlgoVision's LEq(., 1)
+    def _while_traceback(self, trace0, move, beta):
+        def go_on(tracked):  # AlgoVision's LEq(tracked_path[source], 1): sigmoid(beta (1 - x))
             return ops.sigmoid(beta * (1.0 - tracked[:, 0, 0]))
 
-        q0 = go_on(trace0)
-        acc0 = (1.0 - q0)[:, None, None] * trace0
-        limit = self.max_iterations or n_cells
+        def weight(q):
+            return q[:, None, None]
+
+        # State 0 (P_0 = 0) enters the mixture with weight 1 - q_0 and adds nothing. If
+        # q_0 = sigmoid(beta) >= 1/2 is not above epsilon, no step runs: the output is 0.
+        if not 1.0 / (1.0 + math.exp(-self.beta)) > self.epsilon:
+            return ops.zeros_like(trace0)
+        # Otherwise step 1 runs: P_1 = p_0.
+        q0 = ops.sigmoid(beta) * ops.ones_like(trace0[:, 0, 0])
+        q1 = q0 * go_on(trace0)
+        acc1 = weight(q0 - q1) * trace0
+        limit = self.max_iterations or _ALGOVISION_MAX_ITER
+        if limit == 1:
+            return acc1 + weight(q1) * trace0
         epsilon = self.epsilon
 
         def cond(i, trace, tracked, q, acc):
@@ -229,16 +266,16 @@ class RelaxedBellmanFord(keras.layers.Layer):
             trace = move(trace)
             tracked = self._conorm(tracked, trace)
             q_next = q * go_on(tracked)
-            acc = acc + (q - q_next)[:, None, None] * tracked
+            acc = acc + weight(q - q_next) * tracked
             return i + 1, trace, tracked, q_next, acc
 
         _, _, tracked, q, acc = ops.while_loop(
             cond,
             body,
-            (ops.convert_to_tensor(0, "int32"), trace0, trace0, q0, acc0),
-            maximum_iterations=limit,
+            (ops.convert_to_tensor(1, "int32"), trace0, trace0, q1, acc1),
+            maximum_iterations=limit - 1,
         )
-        return acc + q[:, None, None] * tracked
+        return acc + weight(q) * tracked
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -254,6 +291,7 @@ class RelaxedBellmanFord(keras.layers.Layer):
                 "t_conorm_p": self.t_conorm_p,
                 "max_iterations": self.max_iterations,
                 "epsilon": self.epsilon,
+                "absorbing_source": self.absorbing_source,
             }
         )
         return config
