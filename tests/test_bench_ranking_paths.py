@@ -208,3 +208,18 @@ def test_nonnegative_solver_and_hamming_loss_match_brute_force(rng):
     truth[:, [0, 1, 2], [0, 1, 2]] = 1
     loss = ops.convert_to_numpy(shortest_path.hamming_path_loss(truth, costs))
     np.testing.assert_allclose(loss, np.abs(paths - truth).mean(axis=(1, 2)))
+
+
+def test_shortest_path_loss_options_reach_the_layers():
+    """--absorbing-source and --hessian-baseline set the layer's and the loss's options;
+    the defaults are AlgoVision's traceback and the unperturbed baseline."""
+    config = shortest_path.make_config(method="bf_for_l1")
+    loss = shortest_path.make_loss(config, "fisher", 3, 0)
+    assert loss.base_loss.relaxation.absorbing_source is False
+    config = shortest_path.make_config(method="bf_for_l1", absorbing_source=True)
+    loss = shortest_path.make_loss(config, "fisher", 3, 0)
+    assert loss.base_loss.relaxation.absorbing_source is True
+    for option in ("unperturbed", "none"):
+        config = shortest_path.make_config(method="fenchel_young", hessian_baseline=option)
+        assert shortest_path.make_loss(config, "hessian", 3, 0).base_loss.hessian_baseline == (
+            option)

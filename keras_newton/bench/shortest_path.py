@@ -58,6 +58,7 @@ CPU_DEFAULTS = dict(
     batch_size=70, learning_rate=5e-4, lr_drops=(0.6, 0.8), sigma=0.1, beta=10.0,
     tikhonov=None, data=None, data_cache="results/warcraft_data", n_train=1000, n_val=200,
     n_test=500, max_train=None, jit_compile=False, warmup_steps=5,
+    absorbing_source=False, hessian_baseline="unperturbed",
 )
 PAPER = dict(epochs=50, n_train=10000, n_val=1000, n_test=1000, samples=[3, 10, 30],
              seeds=list(range(10)), jit_compile=True)
@@ -121,7 +122,9 @@ def make_loss(config, variant, samples, seed):
     method = config["method"]
     if method.startswith("bf"):
         _, loop, kind = method.split("_")
-        relaxation = layers.RelaxedBellmanFord(beta=config["beta"], loop=loop)
+        relaxation = layers.RelaxedBellmanFord(
+            beta=config["beta"], loop=loop,
+            absorbing_source=config.get("absorbing_source", False))
         base = losses.PathLoss(kind, relaxation=relaxation)
     elif method == "smooth_loss":
         base = losses.StochasticSmoothingLoss(hamming_path_loss, samples=samples,
@@ -131,8 +134,9 @@ def make_loss(config, variant, samples, seed):
                                               loss=losses.PathLoss("l2"), samples=samples,
                                               sigma=config["sigma"], seed=seed)
     else:
-        base = losses.FenchelYoungLoss(nonnegative_shortest_path, samples=samples,
-                                       sigma=config["sigma"], seed=seed)
+        base = losses.FenchelYoungLoss(
+            nonnegative_shortest_path, samples=samples, sigma=config["sigma"], seed=seed,
+            hessian_baseline=config.get("hessian_baseline", "unperturbed"))
     if variant == "baseline":
         return base
     return NewtonLoss(base, curvature=variant, tikhonov=config["tikhonov"])
@@ -321,6 +325,12 @@ def register(subparsers):
     p.add_argument("--n-val", type=int)
     p.add_argument("--n-test", type=int)
     p.add_argument("--jit-compile", action="store_true", default=None)
+    p.add_argument("--absorbing-source", action="store_true", default=None,
+                   help="relaxed Bellman-Ford: keep the traceback's mass at the source (a "
+                   "deviation from AlgoVision; default off)")
+    p.add_argument("--hessian-baseline", choices=("unperturbed", "none"),
+                   help="Fenchel-Young Hessian estimate: subtract w(c) (unperturbed, the "
+                   "default) or not (none, Berthet et al.'s estimator)")
     p.add_argument("--out", default="results/shortest_path")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
@@ -332,7 +342,7 @@ def run(args):
     preset = "paper" if args.paper else "quick" if args.quick else "cpu"
     keys = ("method", "variants", "samples", "seeds", "epochs", "batch_size",
             "learning_rate", "sigma", "beta", "tikhonov", "data", "data_cache", "n_train",
-            "n_val", "n_test", "jit_compile")
+            "n_val", "n_test", "jit_compile", "absorbing_source", "hessian_baseline")
     return common.run_command(
         "shortest-path", lambda: make_config(preset, **{k: getattr(args, k) for k in keys}),
         run_benchmark, format_table, plot, args.out)
