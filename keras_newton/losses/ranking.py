@@ -9,24 +9,84 @@ from keras_newton.sorting.permutation import SortingRelaxation
 from keras_newton.sorting.permutation import permutation_matrix
 
 
+#: PyTorch's ``BCELoss`` constants: the floor of its logarithms, the epsilon of its
+#: backward (``max(p (1 - p), eps)``; ATen's ``float`` constant ``1e-12``, so
+#: ``float32(1e-12)`` in float64 too) and of its double backward (``p + 1e-12``, a double).
+_LOG_FLOOR = -100.0
+_BACKWARD_EPSILON = 9.999999960041972e-13
+_DOUBLE_BACKWARD_EPSILON = 1e-12
+
+
+def _floored(log_fn, x, valid):
+    """``max(log_fn(x), -100)`` where ``valid``, else ``-100`` (no ``-inf`` or NaN)."""
+    log = log_fn(ops.where(valid, x, ops.full_like(x, 0.5)))
+    return ops.where(valid, ops.maximum(log, _LOG_FLOOR), ops.full_like(x, _LOG_FLOOR))
+
+
+def _bce_value(p, q):
+    """PyTorch ``BCELoss`` per entry: ``-(q max(log p, -100) + (1 - q) max(log(1 - p), -100))``.
+
+    ``log(1 - p)`` as ATen computes it, ``log1p(-p)``.
+    """
+    log_p = _floored(ops.log, p, p > 0)
+    log_1mp = _floored(ops.log1p, -p, p < 1)
+    return -(q * log_p + (1.0 - q) * log_1mp)
+
+
+def _bce_derivatives(p, q, second=True):
+    """First and second derivatives in ``p`` of `_bce_value` as PyTorch defines them.
+
+    ``(p - q) / max(p (1 - p), 1e-12)`` (``BCELoss`` backward) and
+    ``(p^2 - 2 p q + q) / ((p + 1e-12)^2 (1 - p + 1e-12)^2)`` (its double backward), or
+    ``None`` for the second when ``second=False``. ``p`` is clipped to ``[0, 1]`` first
+    (rounding may put a relaxed permutation a few ulps outside), so both are finite.
+    """
+    p = ops.clip(p, 0.0, 1.0)
+    d1 = (p - q) / ops.maximum(p * (1.0 - p), _BACKWARD_EPSILON)
+    if not second:
+        return d1, None
+    eps = _DOUBLE_BACKWARD_EPSILON
+    d2 = (ops.square(p) - 2.0 * p * q + q) / (
+        ops.square(p + eps) * ops.square(1.0 - p + eps))
+    return d1, d2
+
+
 @keras.saving.register_keras_serializable(package="keras_newton")
 class RankingLoss(keras.losses.Loss):
     """Ranking supervision loss: per-set BCE between ``P(scores)`` and the true permutation.
 
     For scores ``s`` ``(B, n)`` and ground-truth values ``y_true`` ``(B, n)`` (the values to
     be ordered, e.g. the four-digit numbers), with ``P = relaxation(s)`` ``(B, n, n)`` and
-    ``Q = one_hot(argsort(y_true))`` (rows = ascending ranks, ties in index order; DESIGN.md):
+    ``Q = one_hot(argsort(y_true))`` (rows = ascending ranks, ties in index order; DESIGN.md),
+    the loss of set ``b`` is PyTorch's ``BCELoss`` (mean reduction) of ``P_b`` against
+    ``Q_b``, the loss the diffsort experiments (Petersen et al., ICML 2021) train with and
+    on which the Newton-loss paper's ranking benchmark builds. Per entry ``p`` of ``P``,
+    ``q`` of ``Q``:
 
-        l_b = 1 / n^2 sum_{r, i} -[Q_bri log p_bri + (1 - Q_bri) log(1 - p_bri)],
-        p = clip(P, eps, 1 - eps)
+        l(p)   = -(q max(log p, -100) + (1 - q) max(log(1 - p), -100))
+        l'(p)  = (p - q) / max(p (1 - p), 1e-12)                       (BCELoss backward)
+        l''(p) = (p^2 - 2 p q + q) / ((p + 1e-12)^2 (1 - p + 1e-12)^2)  (double backward)
 
-    the loss of the diffsort experiments (Petersen et al., ICML 2021; PyTorch ``BCELoss``,
-    which averages over the ``n x n`` entries), on which the Newton-loss paper's ranking
-    benchmark builds. The mean rather than the sum keeps the loss, and so its Hessian
-    against the Tikhonov ``lambda`` of a `keras_newton.NewtonLoss`, on the scale of that
-    setup at every ``n``; for a sum over the entries multiply ``lambda`` by ``n^2``.
-    ``eps`` is ``keras.config.epsilon()``: the clip keeps the loss finite where ``P``
-    saturates (there its derivatives are zero, as for Keras' BCE).
+        loss_b = 1 / n^2 sum_{r, i} l(P_bri)
+
+    ``l'`` and ``l''`` are PyTorch's derivative formulas, not the derivatives of the
+    clamped ``l``: where ``p`` is tiny the backward still gives ``-1 / p`` (down to
+    ``p ~ 1e-12``) and so a gradient ``-dp/ds / p`` of order one, which a clip of ``p``
+    (Keras' BCE clips at ``epsilon = 1e-7``) would zero. ``log(1 - p)`` is computed as
+    ``log1p(-p)`` and the backward's ``1e-12`` is ``float32(1e-12)``, as in ATen; an exact
+    0 or 1 in ``P`` costs 100 with finite derivatives. ``call`` builds each entry as the
+    Taylor polynomial ``l(p0) + l'(p0) d + l''(p0) d^2 / 2`` in ``d = p - p0`` with
+    ``p0 = stop_gradient(p)`` (so ``d = 0``): its value is ``l`` and its first and second
+    derivatives in ``p`` are ``l'`` and ``l''``, under any automatic differentiation of
+    any backend, nested included.
+
+    In float32, as in PyTorch, an entry that rounds to 1 while its true complement is
+    below ~6e-8 gets ``l' = 1e12``: saturated sets can have very large gradients. They
+    match PyTorch's in float32 too.
+
+    The mean rather than the sum keeps the loss, and so its Hessian against the Tikhonov
+    ``lambda`` of a `keras_newton.NewtonLoss`, on the scale of that setup at every ``n``;
+    for a sum over the entries multiply ``lambda`` by ``n^2``.
 
     ``call`` returns the per-set losses ``(B,)``: one set is one sample of a
     `keras_newton.NewtonLoss`, so this loss is a valid base for every curvature kind
@@ -41,14 +101,14 @@ class RankingLoss(keras.losses.Loss):
     relaxation's closed-form ``permutation_derivatives`` (no automatic differentiation:
     the step traces 3-5x faster, and the same code runs on every backend),
 
-        g = sum_ri l'(p_ri) J_ri,    H = sum_ri l''(p_ri) J_ri J_ri^T + <l'(P), d2P/ds2>
+        g = sum_ri l'(P_ri) J_ri / n^2,
+        H = sum_ri l''(P_ri) J_ri J_ri^T / n^2 + <l'(P) / n^2, d2P/ds2>
 
-    with ``l'(p) = ((1 - q)/(1 - p) - q/p) / n^2`` and ``l''(p) = (q/p^2 +
-    (1 - q)/(1 - p)^2) / n^2`` where ``eps < P < 1 - eps`` (0 where the clip is active).
-    They cost ``O(B n^4)`` work per network layer, so ``derivatives="auto"`` uses them for
-    the Hessian up to ``n = 16`` (`CLOSED_FORM_MAX_N`), and automatic differentiation
-    (one reverse pass) when only the gradient is needed (``"fisher"``, ``"identity"``) or
-    ``n`` is larger.
+    with the same ``l'`` and ``l''``: the numbers automatic differentiation of ``call``
+    gives. They cost ``O(B n^4)`` work per network layer, so ``derivatives="auto"`` uses
+    them for the Hessian up to ``n = 16`` (`CLOSED_FORM_MAX_N`), and automatic
+    differentiation (one reverse pass) when only the gradient is needed (``"fisher"``,
+    ``"identity"``) or ``n`` is larger.
 
     Args:
         relaxation: a sorting relaxation layer (`keras_newton.layers.NeuralSort`,
@@ -101,9 +161,14 @@ class RankingLoss(keras.losses.Loss):
         y_true = self._check_y_true(y_true, s)
         p = self.relaxation.relaxed_permutation(s)
         q = ops.stop_gradient(permutation_matrix(y_true, dtype=p.dtype))
-        eps = keras.config.epsilon()
-        p = ops.clip(p, eps, 1.0 - eps)
-        bce = -(q * ops.log(p) + (1.0 - q) * ops.log(1.0 - p))
+        # PyTorch's BCELoss as a second-order Taylor polynomial around the point, with
+        # constant coefficients: its value is the clamped loss, its first and second
+        # derivatives in p are PyTorch's backward and double backward, under any
+        # (nested) automatic differentiation. delta is 0 but carries p's derivatives.
+        point = ops.stop_gradient(p)
+        d1, d2 = _bce_derivatives(point, q)
+        delta = p - point
+        bce = _bce_value(point, q) + d1 * delta + 0.5 * d2 * ops.square(delta)
         return ops.mean(bce, axis=(1, 2))
 
     def _check_y_true(self, y_true, s):
@@ -138,16 +203,13 @@ class RankingLoss(keras.losses.Loss):
         y_true = self._check_y_true(y_true, s)
         p, jac, hess_fn = self.relaxation.permutation_derivatives(s, hessian=hessian)
         q = permutation_matrix(y_true, dtype=p.dtype)
-        eps = keras.config.epsilon()
-        inside = ops.cast(ops.logical_and(p > eps, p < 1.0 - eps), p.dtype)
-        pc = ops.clip(p, eps, 1.0 - eps)
-        scale = 1.0 / float(s.shape[-1] ** 2)
-        d1 = inside * ((1.0 - q) / (1.0 - pc) - q / pc) * scale
+        d1, d2 = _bce_derivatives(p, q, second=hessian)
+        scale = 1.0 / float(s.shape[-1] ** 2)  # the mean over the n x n entries
+        d1 = d1 * scale
         grad = ops.einsum("bri,brim->bm", d1, jac)
         if not hessian:
             return LossDerivatives(grad, None)
-        d2 = inside * (q / ops.square(pc) + (1.0 - q) / ops.square(1.0 - pc)) * scale
-        h = ops.einsum("bri,brim,briq->bmq", d2, jac, jac) + hess_fn(d1)
+        h = ops.einsum("bri,brim,briq->bmq", d2 * scale, jac, jac) + hess_fn(d1)
         return LossDerivatives(grad, 0.5 * (h + ops.swapaxes(h, -1, -2)))
 
     def get_config(self):
