@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from keras_newton.bench import cli, ranking, shortest_path
+from keras_newton.app import cli, ranking, shortest_path
 
 
 def _check_summary(results, metric_keys, group_key=None):

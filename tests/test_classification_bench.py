@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from keras_newton.bench import classification as bench
-from keras_newton.bench.cli import main
+from keras_newton.app import classification as bench
+from keras_newton.app.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_bad_options_exit_with_a_clear_message(argv, match, capsys, tmp_path):
 
 
 def test_paper_preset_config_and_full_mnist_requirement(monkeypatch, tmp_path, capsys):
-    parser = __import__("keras_newton.bench.cli", fromlist=["build_parser"]).build_parser()
+    parser = __import__("keras_newton.app.cli", fromlist=["build_parser"]).build_parser()
     config = bench.config_from_args(parser.parse_args(["bench", "classification", "--paper"]))
     assert config["models"] == ["M1", "M2", "M3", "M4", "M5"]
     assert config["seeds"] == list(range(20)) and config["eval_epochs"] == [1, 200]
@@ -319,7 +319,7 @@ def test_sweep_picks_on_validation_and_tests_at_the_pick(fake_training, sweep_se
 
 
 def test_pick_is_first_in_grid_order_on_ties_and_skips_nan():
-    from keras_newton.bench import common
+    from keras_newton.app import common
 
     assert common.pick_best([(1e-3, 0.9), (0.1, 0.95), (10.0, 0.95)]) == 0.1
     assert common.pick_best([(1e-3, float("nan")), (0.1, 0.5)]) == 0.1

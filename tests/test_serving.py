@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_newton.bench import cli
+from keras_newton.app import cli
 from keras_newton.models import multi_digit_cnn
 from keras_newton.serving import export_ranker, find_scorer
 

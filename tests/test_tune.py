@@ -24,7 +24,7 @@ import keras  # noqa: E402
 
 from keras_newton import NewtonLoss  # noqa: E402
 from keras_newton import models  # noqa: E402
-from keras_newton.bench import cli, tune  # noqa: E402
+from keras_newton.app import cli, tune  # noqa: E402
 from keras_newton.losses import RankingLoss  # noqa: E402
 from keras_newton.tikhonov import to_per_sample  # noqa: E402
 

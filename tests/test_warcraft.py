@@ -12,7 +12,7 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from keras_newton.bench.cli import main as cli_main
+from keras_newton.app.cli import main as cli_main
 from keras_newton.datasets import generate_warcraft, load_warcraft, read_warcraft_arrays
 from keras_newton.datasets.warcraft import TERRAIN_COSTS
 from keras_newton.models import comb_resnet18

@@ -19,11 +19,11 @@ searched by KerasTuner:
 - ``learning_rate``, on a log scale.
 
 Every range may be fixed to a single number instead. The losses are made by the
-benchmarks' own builders (`keras_newton.bench.ranking.make_loss`,
-`keras_newton.bench.shortest_path.make_loss`), so a tuned configuration means the same thing
+benchmarks' own builders (`keras_newton.app.ranking.make_loss`,
+`keras_newton.app.shortest_path.make_loss`), so a tuned configuration means the same thing
 in ``keras-newton bench``. The command ``keras-newton tune {classification,ranking,
 shortest-path}`` runs a search with any of KerasTuner's RandomSearch, BayesianOptimization
-or Hyperband (`keras_newton.bench.tune`).
+or Hyperband (`keras_newton.app.tune`).
 
 This module needs KerasTuner (and TensorBoard, which KerasTuner imports on TensorFlow):
 ``pip install 'keras-newton[tune]'``. `keras_newton.models` imports it only when one of the
@@ -235,7 +235,7 @@ class RankingHyperModel(_NewtonHyperModel):
     sorting relaxation, ``BCE(P(s), Q)`` (`keras_newton.losses.RankingLoss`), as the
     baseline or inside a `keras_newton.NewtonLoss`; Adam; metrics ``base_loss``,
     ``exact_match`` and ``elementwise_accuracy``. The loss comes from
-    `keras_newton.bench.ranking.make_loss`. Searched: ``curvature``, ``tikhonov`` (log,
+    `keras_newton.app.ranking.make_loss`. Searched: ``curvature``, ``tikhonov`` (log,
     conditional), the relaxation's ``tau`` (NeuralSort, SoftSort: temperature) or
     ``steepness`` (DiffSort), and ``learning_rate`` (log). The objective is
     ``val_exact_match``.
@@ -270,7 +270,7 @@ class RankingHyperModel(_NewtonHyperModel):
                  learning_rate=(1e-4, 1e-2), tau=(0.1, 10.0), steepness=(2.0, 100.0),
                  network="odd_even", distribution="cauchy", name=None, tunable=True,
                  tikhonov_convention="per_sample", batch_size=None):
-        from keras_newton.bench import ranking
+        from keras_newton.app import ranking
 
         if relaxation not in ranking.RELAXATIONS:
             raise ValueError(f"relaxation must be one of {ranking.RELAXATIONS}; received "
@@ -288,7 +288,7 @@ class RankingHyperModel(_NewtonHyperModel):
 
     def build(self, hp):
         """The compiled ranking CNN for the trial's hyperparameters."""
-        from keras_newton.bench import ranking
+        from keras_newton.app import ranking
         from keras_newton.metrics import BaseLoss, ElementwiseRankAccuracy
         from keras_newton.metrics import ExactMatchAccuracy
         from keras_newton.models.ranking import multi_digit_cnn
@@ -320,7 +320,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
     """Hypermodel of Warcraft shortest paths (paper Tables 2-3).
 
     Builds `keras_newton.models.comb_resnet18` (map image -> grid costs) compiled with the
-    loss of one of the paper's methods (`keras_newton.bench.shortest_path.make_loss`:
+    loss of one of the paper's methods (`keras_newton.app.shortest_path.make_loss`:
     relaxed Bellman-Ford with an L1 / squared-L2 path loss, stochastic smoothing of the loss
     or of the algorithm, or a Fenchel-Young loss), as the baseline or inside a
     `keras_newton.NewtonLoss`; Adam at a constant learning rate; metric ``base_loss``.
@@ -335,7 +335,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
     ``validation_data=(images, keras_newton.paths.pack_path_targets(paths, costs))``.
 
     Args:
-        method: a key of `keras_newton.bench.shortest_path.METHODS` (``"bf_for_l1"``,
+        method: a key of `keras_newton.app.shortest_path.METHODS` (``"bf_for_l1"``,
             ``"smooth_loss"``, ``"fenchel_young"``, ...).
         samples: samples per prediction of the sampled methods.
         curvatures: the choices of ``curvature``; default: every variant of ``method``.
@@ -367,7 +367,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
                  tikhonov=TIKHONOV_RANGE, learning_rate=(1e-4, 1e-2), beta=(1.0, 100.0),
                  sigma=(0.01, 1.0), grid=12, input_shape=(96, 96, 3), seed=0, name=None,
                  tunable=True, tikhonov_convention="per_sample", batch_size=None):
-        from keras_newton.bench import shortest_path
+        from keras_newton.app import shortest_path
 
         if method not in shortest_path.METHODS:
             raise ValueError(f"method must be one of {sorted(shortest_path.METHODS)}; "
@@ -387,7 +387,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
 
     def build(self, hp):
         """The compiled cost model for the trial's hyperparameters."""
-        from keras_newton.bench import shortest_path
+        from keras_newton.app import shortest_path
         from keras_newton.metrics import BaseLoss
         from keras_newton.models.paths import comb_resnet18
 

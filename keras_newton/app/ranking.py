@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from keras_newton import tikhonov as tikhonov_scale
-from keras_newton.bench import common
+from keras_newton.app import common
 
 RELAXATIONS = ("neuralsort", "softsort", "diffsort")
 VARIANTS = ("baseline", "hessian", "fisher", "hessian_elementwise")

@@ -45,8 +45,8 @@ import time
 
 import numpy as np
 
-from keras_newton.bench import common
-from keras_newton.bench.common import welch_test  # noqa: F401  (re-exported)
+from keras_newton.app import common
+from keras_newton.app.common import welch_test  # noqa: F401  (re-exported)
 
 VARIANTS = ("baseline", "hessian_elementwise", "hessian", "fisher")
 VARIANT_LABELS = {

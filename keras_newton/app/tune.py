@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from keras_newton.bench import common
+from keras_newton.app import common
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -143,7 +143,7 @@ def make_tuner(config, hypermodel, directory, project_name="search"):
 
 
 def _ranking_data(config, verbose):
-    from keras_newton.bench import ranking
+    from keras_newton.app import ranking
     from keras_newton.datasets import four_digit_datasets
 
     mnist, info = ranking.load_data(dict(data=config["data"], require_full_mnist=False),
@@ -166,7 +166,7 @@ def _ranking_data(config, verbose):
 
 
 def _classification_data(config, verbose):
-    from keras_newton.bench import classification
+    from keras_newton.app import classification
 
     bench = classification.make_config("cpu", data=config["data"],
                                        max_train=config["max_train"],
@@ -188,7 +188,7 @@ def _classification_data(config, verbose):
 
 
 def _shortest_path_data(config, verbose):
-    from keras_newton.bench import shortest_path
+    from keras_newton.app import shortest_path
     from keras_newton.metrics.paths import path_metrics
     from keras_newton.paths.targets import pack_path_targets
 
@@ -376,7 +376,7 @@ def register(subparsers):
     p = subparsers.add_parser("shortest-path", help="tune Warcraft shortest paths "
                               "(Tables 2-3)", description=__doc__.split("\n\n")[0])
     _add_search_options(p)
-    from keras_newton.bench.shortest_path import METHODS
+    from keras_newton.app.shortest_path import METHODS
 
     p.add_argument("--method", choices=sorted(METHODS))
     p.add_argument("--samples", type=int, help="samples of the sampled methods")

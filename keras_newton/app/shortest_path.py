@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_newton.bench import common
+from keras_newton.app import common
 
 METHODS = {
     "bf_for_l1": ("baseline", "fisher", "hessian"),

@@ -18,7 +18,7 @@ import argparse
 import importlib
 import sys
 
-# Modules of keras_newton.bench registering a `keras-newton bench <name>` subcommand.
+# Modules of keras_newton.app registering a `keras-newton bench <name>` subcommand.
 _BENCH_MODULES = [
     "classification",
     "ranking",
@@ -53,7 +53,7 @@ def build_parser():
         group_parser = commands.add_parser(group, help=help_text)
         sub = group_parser.add_subparsers(dest="name", required=True)
         for module in modules:
-            importlib.import_module(f"keras_newton.bench.{module}").register(sub)
+            importlib.import_module(f"keras_newton.app.{module}").register(sub)
     return parser
 
 
