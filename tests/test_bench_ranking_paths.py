@@ -195,21 +195,6 @@ def test_shortest_path_config_errors():
         shortest_path.make_config(tikhonov=-1.0)
 
 
-def test_nonnegative_solver_and_hamming_loss_match_brute_force(rng):
-    """Negative perturbed costs are clipped to zero before the exact solver."""
-    from keras import ops
-
-    from keras_newton.paths import shortest_path as solve
-
-    costs = rng.normal(0.5, 1.0, size=(4, 3, 3))
-    paths = ops.convert_to_numpy(shortest_path.nonnegative_shortest_path(costs))
-    np.testing.assert_array_equal(paths, ops.convert_to_numpy(solve(np.maximum(costs, 0))))
-    truth = np.zeros((4, 3, 3))
-    truth[:, [0, 1, 2], [0, 1, 2]] = 1
-    loss = ops.convert_to_numpy(shortest_path.hamming_path_loss(truth, costs))
-    np.testing.assert_allclose(loss, np.abs(paths - truth).mean(axis=(1, 2)))
-
-
 def test_shortest_path_loss_options_reach_the_layers():
     """--absorbing-source and --hessian-baseline set the layer's and the loss's options;
     the defaults are AlgoVision's traceback and the unperturbed baseline."""

@@ -17,12 +17,13 @@ from scipy.sparse.csgraph import dijkstra
 
 import algovision_reference as avref
 import keras_newton
-from keras_newton.losses import PathLoss
+from keras_newton.losses import PathLoss, hamming_path_loss
 from keras_newton.metrics import CostRatio, OptimalCostMatch, PerfectMatch, path_metrics
 from keras_newton.paths import (
     OFFSETS,
     RelaxedBellmanFord,
     ShortestPath,
+    nonnegative_shortest_path,
     pack_path_targets,
     shortest_path,
 )
@@ -346,6 +347,24 @@ def test_path_loss_against_numpy(kind, aggregate):
     # Packed targets (path + costs) give the same loss.
     packed = pack_path_targets(true, rng.uniform(1, 2, true.shape))
     np.testing.assert_allclose(np.asarray(loss.call(packed, soft)), per_map, rtol=1e-12)
+
+
+def test_nonnegative_solver_and_hamming_loss_against_brute_force():
+    """Negative (perturbed) costs are clipped to zero before the exact solver: the path is
+    optimal for max(c, 0) by exhaustive enumeration, and the Hamming loss is the mean
+    absolute difference of that path to the true one, per map."""
+    rng = np.random.default_rng(11)
+    costs = rng.normal(0.5, 1.0, size=(6, 3, 3))
+    assert (costs < 0).any()
+    paths = np.asarray(keras.ops.convert_to_numpy(nonnegative_shortest_path(costs)))
+    clipped = np.maximum(costs, 0.0)
+    for c, mask in zip(clipped, paths):
+        assert_valid_path(mask)
+        np.testing.assert_allclose(np.sum(c * mask), brute_force_cost(c), atol=1e-6)
+    truth = np.zeros((6, 3, 3))
+    truth[:, [0, 1, 2], [0, 1, 2]] = 1
+    loss = np.asarray(keras.ops.convert_to_numpy(hamming_path_loss(truth, costs)))
+    np.testing.assert_allclose(loss, np.abs(paths - truth).mean(axis=(1, 2)), rtol=1e-6)
 
 
 def test_path_loss_with_relaxation_composes():

@@ -13,7 +13,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from keras_newton.app.cli import main as cli_main
-from keras_newton.datasets import generate_warcraft, load_warcraft, read_warcraft_arrays
+from keras_newton.datasets import generate_warcraft, load_warcraft, normalise_warcraft
+from keras_newton.datasets import read_warcraft_arrays
 from keras_newton.datasets.warcraft import TERRAIN_COSTS
 from keras_newton.models import comb_resnet18
 from keras_newton.paths import pack_path_targets, shortest_path, solve_shortest_paths
@@ -160,6 +161,30 @@ def test_load_warcraft_pipelines(generated):
     paths_only = load_warcraft(out, batch_size=6, targets="paths")
     _, y = next(iter(paths_only.test))
     np.testing.assert_array_equal(np.asarray(y), arrays["test"]["paths"].astype(np.float32))
+
+
+def test_normalise_warcraft_against_numpy_and_the_pipelines(generated):
+    """Every split normalised with the training maps' per-channel float64 statistics (up
+    to float32 rounding and the 1e-6 added to the std), and the same images as
+    `load_warcraft`'s pipelines; costs and paths unchanged, as float32."""
+    out, _ = generated
+    arrays = read_warcraft_arrays(out)
+    data = normalise_warcraft(arrays)
+    assert set(data) == {"train", "val", "test"}
+    pixels = arrays["train"]["maps"].reshape(-1, 3).astype(np.float64)
+    mean, std = pixels.mean(0), pixels.std(0)
+    pipelines = load_warcraft(out, batch_size=6, shuffle=False)
+    for split in ("train", "val", "test"):
+        x, costs, paths = data[split]
+        assert x.dtype == costs.dtype == paths.dtype == np.float32
+        expected = (arrays[split]["maps"].astype(np.float64) - mean) / std
+        np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(costs, arrays[split]["weights"].astype(np.float32))
+        np.testing.assert_array_equal(paths, arrays[split]["paths"].astype(np.float32))
+        piped = np.concatenate([np.asarray(b[0]) for b in getattr(pipelines, split)])
+        np.testing.assert_allclose(x, piped, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="train"):
+        normalise_warcraft({"val": arrays["val"]})
 
 
 def test_load_warcraft_archive_layout_and_errors(generated, tmp_path):

@@ -30,9 +30,11 @@ import time
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_newton.app import common
+from keras_newton.datasets.warcraft import normalise_warcraft
+from keras_newton.losses import hamming_path_loss
+from keras_newton.paths import nonnegative_shortest_path
 
 METHODS = {
     "bf_for_l1": ("baseline", "fisher", "hessian"),
@@ -64,21 +66,6 @@ PAPER = dict(epochs=50, n_train=10000, n_val=1000, n_test=1000, samples=[3, 10, 
              seeds=list(range(10)), jit_compile=True)
 QUICK = dict(epochs=2, n_train=24, n_val=8, n_test=8, batch_size=8, seeds=[0],
              samples=[3], warmup_steps=1)
-
-
-@keras.saving.register_keras_serializable(package="keras_newton")
-def nonnegative_shortest_path(costs):
-    """Exact shortest path of ``max(costs, 0)``: perturbed costs can dip below zero."""
-    from keras_newton.paths import shortest_path
-
-    return shortest_path(ops.relu(costs))
-
-
-@keras.saving.register_keras_serializable(package="keras_newton")
-def hamming_path_loss(y_true, costs):
-    """Mean |exact path of the costs - true path| per map: the black box of smoothing."""
-    path = nonnegative_shortest_path(costs)
-    return ops.mean(ops.abs(path - ops.cast(y_true, path.dtype)), axis=(1, 2))
 
 
 def make_config(preset="cpu", **overrides):
@@ -167,15 +154,6 @@ def load_data(config, verbose=True):
     return arrays, source
 
 
-def _normalise(arrays):
-    maps = arrays["train"]["maps"].astype(np.float32)
-    mean = maps.mean(axis=(0, 1, 2))
-    std = maps.std(axis=(0, 1, 2)) + 1e-6
-    return {s: ((a["maps"].astype(np.float32) - mean) / std,
-                np.asarray(a["weights"], np.float32), np.asarray(a["paths"], np.float32))
-            for s, a in arrays.items()}
-
-
 def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
     from keras_newton.metrics import BaseLoss
     from keras_newton.metrics.paths import path_metrics
@@ -249,7 +227,7 @@ def run_benchmark(config, progress=True, data=None):
     t0 = time.perf_counter()
     if data is None:
         arrays, source = load_data(config, verbose=progress)
-        data = _normalise(arrays)
+        data = normalise_warcraft(arrays)
     else:
         source = {"kind": "given"}
     runs = []

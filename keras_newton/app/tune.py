@@ -189,6 +189,7 @@ def _classification_data(config, verbose):
 
 def _shortest_path_data(config, verbose):
     from keras_newton.app import shortest_path
+    from keras_newton.datasets.warcraft import normalise_warcraft
     from keras_newton.metrics.paths import path_metrics
     from keras_newton.paths.targets import pack_path_targets
 
@@ -197,7 +198,7 @@ def _shortest_path_data(config, verbose):
         data_cache=config["data_cache"], n_train=config["n_train"], n_val=config["n_val"],
         n_test=config["n_test"])
     arrays, info = shortest_path.load_data(bench, verbose=verbose)
-    data = shortest_path._normalise(arrays)
+    data = normalise_warcraft(arrays)
     x, _, paths = data["train"]
     x_val, costs_val, paths_val = data["val"]
     x_test, costs_test, paths_test = data["test"]

@@ -27,6 +27,7 @@ __all__ = [
     "WarcraftData",
     "generate_warcraft",
     "load_warcraft",
+    "normalise_warcraft",
     "read_warcraft_arrays",
 ]
 
@@ -125,6 +126,46 @@ def _channel_stats(maps, chunk=1000):
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def normalise_warcraft(arrays):
+    """The Warcraft arrays as float32 model inputs and targets, numpy in and out.
+
+    Each image channel ``c`` is normalised with the mean and standard deviation of the
+    *training* maps (pixel units, over every training pixel):
+
+        x = (pixel - mean_c) / (std_c + 1e-6)
+
+    the statistics computed in float32 from ``arrays["train"]["maps"]``. This is the
+    in-memory counterpart of `load_warcraft`'s pipelines (which accumulate the statistics
+    in float64 and floor the std at 1e-6: the same images up to float rounding); the
+    benchmarks and ``keras-newton tune shortest-path`` train on it.
+
+    Args:
+        arrays: ``{split: {"maps", "weights", "paths"}}`` as `read_warcraft_arrays`
+            returns, with a ``"train"`` split.
+
+    Returns:
+        ``{split: (images, costs, paths)}``: float32 ``(N, 8g, 8g, 3)`` normalised images,
+        float32 ``(N, g, g)`` vertex weights and float32 ``(N, g, g)`` path masks.
+
+    Example:
+
+    ```python
+    data = normalise_warcraft(read_warcraft_arrays("warcraft_maps/"))
+    x, costs, paths = data["train"]
+    model.fit(x, paths, batch_size=70)
+    ```
+    """
+    if "train" not in arrays:
+        raise ValueError("arrays must hold the 'train' split: its maps give the "
+                         "normalisation statistics.")
+    maps = arrays["train"]["maps"].astype(np.float32)
+    mean = maps.mean(axis=(0, 1, 2))
+    std = maps.std(axis=(0, 1, 2)) + 1e-6
+    return {s: ((a["maps"].astype(np.float32) - mean) / std,
+                np.asarray(a["weights"], np.float32), np.asarray(a["paths"], np.float32))
+            for s, a in arrays.items()}
 
 
 def load_warcraft(path, grid=12, batch_size=70, targets="paths", shuffle=True, seed=0):

@@ -1,11 +1,13 @@
-"""`PathLoss`: L1 or squared L2 distance between a relaxed path and the true path."""
+"""Path losses: `PathLoss` (L1 or squared L2 distance between a relaxed path and the true
+path) and `hamming_path_loss` (the exact path's Hamming distance, for the sampled losses)."""
 
 import keras
 from keras import ops
 
+from keras_newton.paths.exact import nonnegative_shortest_path
 from keras_newton.paths.targets import unpack_path_targets
 
-__all__ = ["PathLoss"]
+__all__ = ["PathLoss", "hamming_path_loss"]
 
 _KINDS = ("l1", "l2")
 _AGGREGATES = ("mean", "sum")
@@ -108,3 +110,26 @@ class PathLoss(keras.losses.Loss):
         if config.get("relaxation") is not None:
             config["relaxation"] = keras.saving.deserialize_keras_object(config["relaxation"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+def hamming_path_loss(y_true, costs):
+    """Normalised Hamming distance of the exact path of ``costs`` to the true path, per map.
+
+        l_i = mean_{h, w} |P(c_i)_hw - P*_ihw|,    P(c) = nonnegative_shortest_path(c)
+
+    with ``P*`` the true ``(B, H, W)`` path mask: the black box "solver + loss" that
+    stochastic smoothing of the loss differentiates (Petersen et al., NeurIPS 2024,
+    Table 3, "smooth loss"). It is piecewise constant in the costs, so it has no useful
+    gradient of its own; `keras_newton.losses.StochasticSmoothingLoss` estimates one.
+    Returns ``(B,)``. Registered for Keras serialization.
+
+    Example:
+
+    ```python
+    loss = keras_newton.losses.StochasticSmoothingLoss(hamming_path_loss, samples=10,
+                                                       sigma=0.1)
+    ```
+    """
+    path = nonnegative_shortest_path(costs)
+    return ops.mean(ops.abs(path - ops.cast(y_true, path.dtype)), axis=(1, 2))

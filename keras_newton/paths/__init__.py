@@ -8,6 +8,7 @@ is a ``(B, H, W)`` mask in {0, 1}, relaxed paths take values in [0, 1].
 from keras_newton.paths.bellman_ford import RelaxedBellmanFord
 from keras_newton.paths.bellman_ford import t_conorm
 from keras_newton.paths.exact import ShortestPath
+from keras_newton.paths.exact import nonnegative_shortest_path
 from keras_newton.paths.exact import shortest_path
 from keras_newton.paths.exact import solve_shortest_paths
 from keras_newton.paths.grid import OFFSETS
@@ -18,6 +19,7 @@ __all__ = [
     "OFFSETS",
     "RelaxedBellmanFord",
     "ShortestPath",
+    "nonnegative_shortest_path",
     "pack_path_targets",
     "shortest_path",
     "solve_shortest_paths",

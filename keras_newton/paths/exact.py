@@ -34,7 +34,7 @@ from keras_newton.paths.grid import OFFSETS
 from keras_newton.paths.grid import grid_shape
 from keras_newton.paths.grid import neighbours
 
-__all__ = ["shortest_path"]
+__all__ = ["nonnegative_shortest_path", "shortest_path"]
 
 
 def _as_costs(costs):
@@ -173,6 +173,27 @@ def shortest_path(costs, return_cost=False):
     if return_cost:
         return mask, dist[:, h - 1, w - 1]
     return mask
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+def nonnegative_shortest_path(costs):
+    """Exact shortest path of ``max(costs, 0)``: the solver of the sampled losses.
+
+    Perturbed costs ``c + sigma * eps`` (stochastic smoothing, Fenchel-Young) can dip
+    below zero, where a shortest path is not defined by the solver's conventions (costs
+    non-negative, see docs/conventions.md); this clips them to zero first:
+    ``nonnegative_shortest_path(c) = shortest_path(relu(c))``, a ``(B, H, W)`` mask.
+    Registered for Keras serialization, so that a loss holding it (e.g. a saved
+    `keras_newton.losses.FenchelYoungLoss`) loads after ``import keras_newton``.
+
+    Example:
+
+    ```python
+    loss = keras_newton.losses.FenchelYoungLoss(nonnegative_shortest_path, samples=10,
+                                                sigma=0.1)
+    ```
+    """
+    return shortest_path(ops.relu(costs))
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
