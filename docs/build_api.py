@@ -46,6 +46,7 @@ MODULES = [
     "keras_newton.stochastic",
     "keras_newton.models",
     "keras_newton.models.hypermodels",
+    "keras_newton.recipes",
     "keras_newton.datasets",
     "keras_newton.datasets.tfds_builders",
     "keras_newton.serving",

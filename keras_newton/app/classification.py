@@ -45,10 +45,11 @@ import time
 
 import numpy as np
 
+from keras_newton import recipes
 from keras_newton.app import common
 from keras_newton.app.common import welch_test  # noqa: F401  (re-exported)
 
-VARIANTS = ("baseline", "hessian_elementwise", "hessian", "fisher")
+VARIANTS = recipes.CLASSIFICATION_VARIANTS
 VARIANT_LABELS = {
     "baseline": "Baseline",
     "hessian_elementwise": "NL (e.w. H)",
@@ -69,7 +70,7 @@ DEFAULTS = {
     "batch_size": 100,
     "lr_sgd": 0.1,
     "lr_adam": 1e-3,
-    "tikhonov": 1.0,
+    "tikhonov": recipes.CLASSIFICATION_TIKHONOV,
     "sweep_seeds": None,
     "validation": None,
     "data": "bundled",
@@ -316,7 +317,6 @@ def train_one(data, model_name, optimizer, variant, seed, config, progress=True,
     """
     import keras
 
-    from keras_newton import NewtonLoss
     from keras_newton.metrics import BaseLoss
     from keras_newton.models.classification import classification_model
 
@@ -332,11 +332,8 @@ def train_one(data, model_name, optimizer, variant, seed, config, progress=True,
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = classification_model(model_name)
-    base = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if variant == "baseline":
-        loss = base
-    else:
-        loss = NewtonLoss(base, curvature=variant, tikhonov=float(tikhonov))
+    loss, base = recipes.classification_loss(
+        variant, None if variant == "baseline" else float(tikhonov))
     lr = config["lr_sgd"] if optimizer == "sgd" else config["lr_adam"]
     opt = keras.optimizers.SGD(lr) if optimizer == "sgd" else keras.optimizers.Adam(lr)
     # The same metrics for every variant, so the step times compare like with like.

@@ -24,24 +24,15 @@ import time
 
 import numpy as np
 
+from keras_newton import recipes
 from keras_newton import tikhonov as tikhonov_scale
 from keras_newton.app import common
 
-RELAXATIONS = ("neuralsort", "softsort", "diffsort")
-VARIANTS = ("baseline", "hessian", "fisher", "hessian_elementwise")
-
-# Default tikhonov per relaxation and curvature, from the CPU-budget sweep recorded in
-# docs/results.md ("Tikhonov sweep"): n = 5, 400 steps of 10 sets, full MNIST, seed 0,
-# lambda in {1e-3, 1e-2, 0.1, 1} (DiffSort's Hessian also 10 and 100), each picked on best
-# validation exact match over 1000 sets. DiffSort's loss Hessian is strongly indefinite
-# (eigenvalues about -9 .. 9): with lambda <= 1 its Newton loss failed to train (exact
-# match <= 7%), with 10 it matched the baseline, with 100 it fell behind. The
-# element-wise Hessian was not swept; it takes the Hessian's value.
-DEFAULT_TIKHONOV = {
-    "neuralsort": {"hessian": 0.1, "fisher": 1.0, "hessian_elementwise": 0.1},
-    "softsort": {"hessian": 0.01, "fisher": 0.1, "hessian_elementwise": 0.01},
-    "diffsort": {"hessian": 10.0, "fisher": 1.0, "hessian_elementwise": 10.0},
-}
+RELAXATIONS = recipes.RANKING_RELAXATIONS
+VARIANTS = recipes.RANKING_VARIANTS
+# Default tikhonov per relaxation and curvature: the library's documented values (how they
+# were chosen: `keras_newton.recipes.RANKING_TIKHONOV` and docs/results.md).
+DEFAULT_TIKHONOV = recipes.RANKING_TIKHONOV
 
 CPU_DEFAULTS = dict(
     relaxation="neuralsort", n=5, variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
@@ -139,30 +130,23 @@ def _tikhonov_settings(relaxation, given, grid):
     return tik, grid
 
 
-def make_relaxation(config):
-    from keras_newton import layers
+RELAXATION_KEYS = ("tau", "power", "steepness", "distribution", "network", "art_lambda")
 
-    name = config["relaxation"]
-    if name == "neuralsort":
-        return layers.NeuralSort(tau=config["tau"])
-    if name == "softsort":
-        return layers.SoftSort(tau=config["tau"], power=config["power"])
-    return layers.DiffSort(network=config["network"], steepness=config["steepness"],
-                           distribution=config["distribution"],
-                           art_lambda=config["art_lambda"])
+
+def make_relaxation(config):
+    """The config's sorting relaxation (`keras_newton.recipes.ranking_relaxation`)."""
+    return recipes.ranking_relaxation(config["relaxation"],
+                                      **{k: config[k] for k in RELAXATION_KEYS})
 
 
 def make_loss(config, variant, tikhonov=None):
-    """``(loss, base_loss)`` of one variant; ``tikhonov`` (per-sample scale, as
-    ``config["tikhonov"]`` after `validate_config`) overrides the config's value."""
-    from keras_newton import NewtonLoss
-    from keras_newton.losses import RankingLoss
-
-    base = RankingLoss(make_relaxation(config))
-    if variant == "baseline":
-        return base, base
-    lam = config["tikhonov"][variant] if tikhonov is None else tikhonov
-    return NewtonLoss(base, curvature=variant, tikhonov=lam), base
+    """``(loss, base_loss)`` of one variant (`keras_newton.recipes.ranking_loss`);
+    ``tikhonov`` (per-sample scale, as ``config["tikhonov"]`` after `validate_config`)
+    overrides the config's value."""
+    if variant != "baseline" and tikhonov is None:
+        tikhonov = config["tikhonov"][variant]
+    return recipes.ranking_loss(variant, config["relaxation"], tikhonov,
+                                **{k: config[k] for k in RELAXATION_KEYS})
 
 
 def load_data(config, verbose=True):

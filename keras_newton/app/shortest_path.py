@@ -31,29 +31,16 @@ import time
 import keras
 import numpy as np
 
+from keras_newton import recipes
 from keras_newton.app import common
 from keras_newton.datasets.warcraft import normalise_warcraft
-from keras_newton.losses import hamming_path_loss
-from keras_newton.paths import nonnegative_shortest_path
 
-METHODS = {
-    "bf_for_l1": ("baseline", "fisher", "hessian"),
-    "bf_for_l2": ("baseline", "fisher", "hessian"),
-    "bf_while_l1": ("baseline", "fisher", "hessian"),
-    "bf_while_l2": ("baseline", "fisher", "hessian"),
-    "smooth_loss": ("baseline", "hessian", "fisher"),
-    "smooth_algorithm": ("baseline", "fisher"),
-    "fenchel_young": ("baseline", "hessian", "fisher"),
-}
-SAMPLED = ("smooth_loss", "smooth_algorithm", "fenchel_young")
-
-# lambda per method (all Newton variants). Not tuned yet: guesses from the scale of each
-# loss's curvature (relaxed Bellman-Ford's mean path loss has a small Fisher, the sampled
-# losses' Hessians are O(1 / sigma)); the paper grid-searches 1e-3 .. 1e3. Override with
-# --tikhonov or tune it with `keras-newton tune shortest-path`.
-DEFAULT_TIKHONOV = {
-    "bf": 1e-3, "smooth_loss": 1.0, "smooth_algorithm": 1e-2, "fenchel_young": 1.0,
-}
+METHODS = recipes.SHORTEST_PATH_METHODS
+SAMPLED = recipes.SAMPLED_METHODS
+# lambda per method (all Newton variants), the library's defaults (not tuned yet; see
+# `keras_newton.recipes.SHORTEST_PATH_TIKHONOV`). Override with --tikhonov or tune it with
+# `keras-newton tune shortest-path`.
+DEFAULT_TIKHONOV = recipes.SHORTEST_PATH_TIKHONOV
 
 CPU_DEFAULTS = dict(
     method="fenchel_young", variants=None, samples=[10], seeds=[0, 1], epochs=5,
@@ -103,30 +90,14 @@ def validate_config(config):
 
 
 def make_loss(config, variant, samples, seed):
-    """The base loss of the method and the training loss of the variant."""
-    from keras_newton import NewtonLoss, layers, losses
-
-    method = config["method"]
-    if method.startswith("bf"):
-        _, loop, kind = method.split("_")
-        relaxation = layers.RelaxedBellmanFord(
-            beta=config["beta"], loop=loop,
-            absorbing_source=config.get("absorbing_source", False))
-        base = losses.PathLoss(kind, relaxation=relaxation)
-    elif method == "smooth_loss":
-        base = losses.StochasticSmoothingLoss(hamming_path_loss, samples=samples,
-                                              sigma=config["sigma"], seed=seed)
-    elif method == "smooth_algorithm":
-        base = losses.StochasticSmoothingLoss(nonnegative_shortest_path,
-                                              loss=losses.PathLoss("l2"), samples=samples,
-                                              sigma=config["sigma"], seed=seed)
-    else:
-        base = losses.FenchelYoungLoss(
-            nonnegative_shortest_path, samples=samples, sigma=config["sigma"], seed=seed,
-            hessian_baseline=config.get("hessian_baseline", "unperturbed"))
-    if variant == "baseline":
-        return base
-    return NewtonLoss(base, curvature=variant, tikhonov=config["tikhonov"])
+    """The training loss of the variant (`keras_newton.recipes.shortest_path_loss`); the
+    base loss is the loss itself for the baseline, else its ``base_loss``."""
+    loss, _ = recipes.shortest_path_loss(
+        config["method"], variant, samples=samples, seed=seed, sigma=config["sigma"],
+        beta=config["beta"], tikhonov=config["tikhonov"],
+        absorbing_source=config.get("absorbing_source", False),
+        hessian_baseline=config.get("hessian_baseline", "unperturbed"))
+    return loss
 
 
 def load_data(config, verbose=True):

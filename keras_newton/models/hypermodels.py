@@ -19,11 +19,11 @@ searched by KerasTuner:
 - ``learning_rate``, on a log scale.
 
 Every range may be fixed to a single number instead. The losses are made by the
-benchmarks' own builders (`keras_newton.app.ranking.make_loss`,
-`keras_newton.app.shortest_path.make_loss`), so a tuned configuration means the same thing
-in ``keras-newton bench``. The command ``keras-newton tune {classification,ranking,
-shortest-path}`` runs a search with any of KerasTuner's RandomSearch, BayesianOptimization
-or Hyperband (`keras_newton.app.tune`).
+benchmarks' recipes (`keras_newton.recipes`: `ranking_loss`, `shortest_path_loss`,
+`classification_loss`), which ``keras-newton bench`` uses too, so a tuned configuration
+means the same thing there. The command ``keras-newton tune {classification,ranking,
+shortest-path}`` (the application, `keras_newton.app.tune`) runs a search with any of
+KerasTuner's RandomSearch, BayesianOptimization or Hyperband.
 
 This module needs KerasTuner (and TensorBoard, which KerasTuner imports on TensorFlow):
 ``pip install 'keras-newton[tune]'``. `keras_newton.models` imports it only when one of the
@@ -46,7 +46,17 @@ import math
 
 import keras
 
+from keras_newton import recipes
 from keras_newton import tikhonov as tikhonov_scale
+from keras_newton.metrics.base_loss import BaseLoss
+from keras_newton.metrics.paths import path_metrics
+from keras_newton.metrics.ranking import ElementwiseRankAccuracy
+from keras_newton.metrics.ranking import ExactMatchAccuracy
+from keras_newton.models.classification import MODELS as CLASSIFICATION_MODELS
+from keras_newton.models.classification import classification_model
+from keras_newton.models.paths import comb_resnet18
+from keras_newton.models.ranking import multi_digit_cnn
+from keras_newton.paths.targets import unpack_path_targets
 
 try:
     import keras_tuner
@@ -191,10 +201,9 @@ class ClassificationHyperModel(_NewtonHyperModel):
                  curvatures=("baseline", "hessian_elementwise", "hessian", "fisher"),
                  tikhonov=TIKHONOV_RANGE, learning_rate=None, name=None, tunable=True,
                  tikhonov_convention="per_sample", batch_size=None):
-        from keras_newton.models.classification import MODELS
-
-        if not isinstance(model, str) or model.upper() not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}; received {model!r}.")
+        if not isinstance(model, str) or model.upper() not in CLASSIFICATION_MODELS:
+            raise ValueError(f"model must be one of {', '.join(CLASSIFICATION_MODELS)}; "
+                             f"received {model!r}.")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'; received {optimizer!r}.")
         if learning_rate is None:
@@ -207,15 +216,9 @@ class ClassificationHyperModel(_NewtonHyperModel):
 
     def build(self, hp):
         """The compiled Table 4 model for the trial's hyperparameters."""
-        from keras_newton import NewtonLoss
-        from keras_newton.metrics import BaseLoss
-        from keras_newton.models.classification import classification_model
-
         variant, tikhonov = self._curvature(hp)
         lr = _log_float(hp, "learning_rate", self.learning_rate)
-        base = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        loss = (base if variant == "baseline"
-                else NewtonLoss(base, curvature=variant, tikhonov=tikhonov))
+        loss, base = recipes.classification_loss(variant, tikhonov)
         optimizer = (keras.optimizers.SGD(lr) if self.optimizer == "sgd"
                      else keras.optimizers.Adam(lr))
         model = classification_model(self.model)
@@ -235,7 +238,7 @@ class RankingHyperModel(_NewtonHyperModel):
     sorting relaxation, ``BCE(P(s), Q)`` (`keras_newton.losses.RankingLoss`), as the
     baseline or inside a `keras_newton.NewtonLoss`; Adam; metrics ``base_loss``,
     ``exact_match`` and ``elementwise_accuracy``. The loss comes from
-    `keras_newton.app.ranking.make_loss`. Searched: ``curvature``, ``tikhonov`` (log,
+    `keras_newton.recipes.ranking_loss`. Searched: ``curvature``, ``tikhonov`` (log,
     conditional), the relaxation's ``tau`` (NeuralSort, SoftSort: temperature) or
     ``steepness`` (DiffSort), and ``learning_rate`` (log). The objective is
     ``val_exact_match``.
@@ -270,15 +273,13 @@ class RankingHyperModel(_NewtonHyperModel):
                  learning_rate=(1e-4, 1e-2), tau=(0.1, 10.0), steepness=(2.0, 100.0),
                  network="odd_even", distribution="cauchy", name=None, tunable=True,
                  tikhonov_convention="per_sample", batch_size=None):
-        from keras_newton.app import ranking
-
-        if relaxation not in ranking.RELAXATIONS:
-            raise ValueError(f"relaxation must be one of {ranking.RELAXATIONS}; received "
-                             f"{relaxation!r}.")
+        if relaxation not in recipes.RANKING_RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {recipes.RANKING_RELAXATIONS}; "
+                             f"received {relaxation!r}.")
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f"n (items per set) must be an integer >= 2; received {n!r}.")
-        super().__init__(curvatures, tikhonov, learning_rate, ranking.VARIANTS, name,
-                         tunable, tikhonov_convention, batch_size)
+        super().__init__(curvatures, tikhonov, learning_rate, recipes.RANKING_VARIANTS,
+                         name, tunable, tikhonov_convention, batch_size)
         self.n = n
         self.relaxation = relaxation
         self.tau = _check_range("tau", tau)
@@ -288,22 +289,14 @@ class RankingHyperModel(_NewtonHyperModel):
 
     def build(self, hp):
         """The compiled ranking CNN for the trial's hyperparameters."""
-        from keras_newton.app import ranking
-        from keras_newton.metrics import BaseLoss, ElementwiseRankAccuracy
-        from keras_newton.metrics import ExactMatchAccuracy
-        from keras_newton.models.ranking import multi_digit_cnn
-
         variant, tikhonov = self._curvature(hp)
-        overrides = {"relaxation": self.relaxation, "n": self.n, "network": self.network,
-                     "distribution": self.distribution}
+        settings = {"network": self.network, "distribution": self.distribution}
         if self.relaxation == "diffsort":
-            overrides["steepness"] = _log_float(hp, "steepness", self.steepness)
+            settings["steepness"] = _log_float(hp, "steepness", self.steepness)
         else:
-            overrides["tau"] = _log_float(hp, "tau", self.tau)
-        if tikhonov is not None:
-            overrides["tikhonov"] = {variant: tikhonov}
+            settings["tau"] = _log_float(hp, "tau", self.tau)
         lr = _log_float(hp, "learning_rate", self.learning_rate)
-        loss, base = ranking.make_loss(ranking.make_config("cpu", **overrides), variant)
+        loss, base = recipes.ranking_loss(variant, self.relaxation, tikhonov, **settings)
         model = multi_digit_cnn(self.n)
         model.compile(keras.optimizers.Adam(lr), loss, metrics=[
             BaseLoss(base), ExactMatchAccuracy(), ElementwiseRankAccuracy()])
@@ -320,7 +313,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
     """Hypermodel of Warcraft shortest paths (paper Tables 2-3).
 
     Builds `keras_newton.models.comb_resnet18` (map image -> grid costs) compiled with the
-    loss of one of the paper's methods (`keras_newton.app.shortest_path.make_loss`:
+    loss of one of the paper's methods (`keras_newton.recipes.shortest_path_loss`:
     relaxed Bellman-Ford with an L1 / squared-L2 path loss, stochastic smoothing of the loss
     or of the algorithm, or a Fenchel-Young loss), as the baseline or inside a
     `keras_newton.NewtonLoss`; Adam at a constant learning rate; metric ``base_loss``.
@@ -335,7 +328,7 @@ class ShortestPathHyperModel(_NewtonHyperModel):
     ``validation_data=(images, keras_newton.paths.pack_path_targets(paths, costs))``.
 
     Args:
-        method: a key of `keras_newton.app.shortest_path.METHODS` (``"bf_for_l1"``,
+        method: a key of `keras_newton.recipes.SHORTEST_PATH_METHODS` (``"bf_for_l1"``,
             ``"smooth_loss"``, ``"fenchel_young"``, ...).
         samples: samples per prediction of the sampled methods.
         curvatures: the choices of ``curvature``; default: every variant of ``method``.
@@ -367,12 +360,10 @@ class ShortestPathHyperModel(_NewtonHyperModel):
                  tikhonov=TIKHONOV_RANGE, learning_rate=(1e-4, 1e-2), beta=(1.0, 100.0),
                  sigma=(0.01, 1.0), grid=12, input_shape=(96, 96, 3), seed=0, name=None,
                  tunable=True, tikhonov_convention="per_sample", batch_size=None):
-        from keras_newton.app import shortest_path
-
-        if method not in shortest_path.METHODS:
-            raise ValueError(f"method must be one of {sorted(shortest_path.METHODS)}; "
+        if method not in recipes.SHORTEST_PATH_METHODS:
+            raise ValueError(f"method must be one of {sorted(recipes.SHORTEST_PATH_METHODS)}; "
                              f"received {method!r}.")
-        allowed = shortest_path.METHODS[method]
+        allowed = recipes.SHORTEST_PATH_METHODS[method]
         super().__init__(curvatures or allowed, tikhonov, learning_rate, allowed, name,
                          tunable, tikhonov_convention, batch_size)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -387,21 +378,17 @@ class ShortestPathHyperModel(_NewtonHyperModel):
 
     def build(self, hp):
         """The compiled cost model for the trial's hyperparameters."""
-        from keras_newton.app import shortest_path
-        from keras_newton.metrics import BaseLoss
-        from keras_newton.models.paths import comb_resnet18
-
         variant, tikhonov = self._curvature(hp)
-        overrides = {"method": self.method, "variants": [variant], "tikhonov": tikhonov}
+        settings = {}
         if self.method.startswith("bf"):
-            overrides["beta"] = _log_float(hp, "beta", self.beta)
+            settings["beta"] = _log_float(hp, "beta", self.beta)
         else:
-            overrides["sigma"] = _log_float(hp, "sigma", self.sigma)
+            settings["sigma"] = _log_float(hp, "sigma", self.sigma)
         lr = _log_float(hp, "learning_rate", self.learning_rate)
-        config = shortest_path.make_config("cpu", **overrides)
-        samples = self.samples if self.method in shortest_path.SAMPLED else None
-        loss = shortest_path.make_loss(config, variant, samples, self.seed)
-        base = loss if variant == "baseline" else loss.base_loss
+        samples = self.samples if self.method in recipes.SAMPLED_METHODS else None
+        loss, base = recipes.shortest_path_loss(self.method, variant, samples=samples,
+                                                seed=self.seed, tikhonov=tikhonov,
+                                                **settings)
         model = comb_resnet18(self.grid, self.input_shape)
         model.compile(keras.optimizers.Adam(lr), loss, metrics=[BaseLoss(base)])
         return model
@@ -450,8 +437,6 @@ class PathValidation(keras.callbacks.Callback):
         super().__init__()
         from keras import ops
 
-        from keras_newton.paths.targets import unpack_path_targets
-
         if isinstance(targets, (tuple, list)) and len(targets) == 2:
             paths, costs = targets
         else:
@@ -464,8 +449,6 @@ class PathValidation(keras.callbacks.Callback):
         self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_newton.metrics.paths import path_metrics
-
         pred = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
         scores = path_metrics(pred, self.costs, self.paths)
         if logs is not None:
