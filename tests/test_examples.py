@@ -7,9 +7,11 @@ relations that hold whatever the tiny training did:
 - quickstart: ``NewtonLoss(curvature="identity")`` trains exactly like the base loss
   (paper Theorem 2): same test cross-entropy and accuracy;
 - ranking: exact match <= element-wise accuracy (a set in the right order has every
-  position right); the saved ranker reloads with its Newton loss;
+  position right); the saved ranker reloads with its Newton loss, here and in a fresh
+  process that only imports keras_newton (same scores);
 - shortest paths: perfect match <= optimal cost (the true path is optimal), cost ratio >= 1;
-- tuning: the best model reproduces the best trial's validation accuracy;
+- tuning: the best model reproduces the best trial's validation accuracy, also when loaded
+  in a fresh process that only imports keras_newton;
 - serving: the exported SavedModel reproduces the Keras model's scores.
 """
 
@@ -19,6 +21,8 @@ import os
 import keras
 import numpy as np
 import pytest
+
+from fresh_process import load_in_fresh_process
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "examples")
@@ -55,6 +59,12 @@ def test_ranking(tmp_path):
         assert 0 <= r["exact_match"] <= r["elementwise_accuracy"] <= 1
     model = keras.saving.load_model(str(tmp_path / "ranker.keras"))
     assert model.loss.get_config()["curvature"] == "hessian"
+    sets = np.random.default_rng(0).uniform(0, 255, (3,) + tuple(model.input_shape[1:]))
+    report, scores = load_in_fresh_process(str(tmp_path / "ranker.keras"),
+                                           tmp_path / "fresh", sets.astype("float32"))
+    assert report["loss"]["config"]["curvature"] == "hessian"
+    np.testing.assert_allclose(scores, model.predict(sets.astype("float32"), verbose=0),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_shortest_paths(tmp_path):
@@ -75,6 +85,10 @@ def test_tuning(tmp_path):
     (x, y), _ = load_mnist("bundled", verbose=False)
     val = model.evaluate(x[400:600], y[400:600], verbose=0, return_dict=True)
     assert val["accuracy"] == pytest.approx(best_trial.score, abs=1e-6)
+    _, logits = load_in_fresh_process(str(tmp_path / "best_model.keras"), tmp_path / "fresh",
+                                      x[400:600])
+    assert np.mean(np.argmax(logits, -1) == y[400:600]) == pytest.approx(best_trial.score,
+                                                                        abs=1e-6)
 
 
 def test_serving(tmp_path):
