@@ -20,6 +20,9 @@ Usage:
 
     python scripts/make_mnist_subset.py [--source PATH] [--out PATH]
         [--train-per-class 1000] [--test-per-class 200] [--seed 0]
+
+Without ``--source`` the file named by ``$KERAS_NEWTON_MNIST`` is read, else the Keras
+cache (``$KERAS_HOME/datasets/mnist.npz``, by default ``~/.keras``).
 """
 
 import argparse
@@ -29,12 +32,12 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SOURCES = (
-    "/work/shared/data/mnist.npz",
-    os.path.join(REPO, "..", "shared", "data", "mnist.npz"),
+# Where full MNIST is looked for without --source: $KERAS_NEWTON_MNIST, then the Keras cache.
+DEFAULT_SOURCES = tuple(p for p in (
+    os.environ.get("KERAS_NEWTON_MNIST"),
     os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")),
                  "datasets", "mnist.npz"),
-)
+) if p)
 DEFAULT_OUT = os.path.join(REPO, "keras_newton", "datasets", "data", "mnist_subset.npz")
 TRAIN_PER_CLASS = 1000
 TEST_PER_CLASS = 200

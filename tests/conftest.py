@@ -7,7 +7,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_MNIST = os.path.join(os.path.dirname(REPO), "shared", "data", "mnist.npz")
+
+
+def full_mnist_path():
+    """Full MNIST (Keras' ``mnist.npz``) named by ``$KERAS_NEWTON_MNIST``, else ``None``.
+
+    Tests that need full MNIST skip without it; nothing else is searched.
+    """
+    path = os.environ.get("KERAS_NEWTON_MNIST")
+    return path if path and os.path.isfile(path) else None
 
 
 @pytest.fixture

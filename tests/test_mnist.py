@@ -5,14 +5,14 @@ import os
 import numpy as np
 import pytest
 
+from conftest import full_mnist_path
 from keras_newton.datasets import mnist as mnist_module
 from keras_newton.datasets.mnist import load_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FULL_MNIST_CANDIDATES = (
-    "/work/shared/data/mnist.npz",
-    os.path.join(REPO, "..", "shared", "data", "mnist.npz"),
-)
+# Full MNIST comes from $KERAS_NEWTON_MNIST, read when the module is imported (the
+# clean_env fixture below removes the variable for the tests of load_mnist's sources).
+FULL_MNIST = full_mnist_path()
 # The subset script's documented cut: 1000 train and 200 test digits of every class.
 TRAIN_PER_CLASS, TEST_PER_CLASS = 1000, 200
 
@@ -108,9 +108,9 @@ def test_bundled_subset_layout_and_balance():
 
 
 def test_bundled_subset_rows_are_full_mnist_rows():
-    full_path = next((p for p in FULL_MNIST_CANDIDATES if os.path.isfile(p)), None)
+    full_path = FULL_MNIST
     if full_path is None:
-        pytest.skip("full MNIST (shared/data/mnist.npz) not available")
+        pytest.skip("full MNIST not available: set KERAS_NEWTON_MNIST=/path/to/mnist.npz")
     sub = _bundled_arrays()
     with np.load(full_path, allow_pickle=False) as f:
         full = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
@@ -125,9 +125,9 @@ def test_bundled_subset_rows_are_full_mnist_rows():
 
 
 def test_subset_script_is_deterministic(tmp_path):
-    full_path = next((p for p in FULL_MNIST_CANDIDATES if os.path.isfile(p)), None)
+    full_path = FULL_MNIST
     if full_path is None:
-        pytest.skip("full MNIST (shared/data/mnist.npz) not available")
+        pytest.skip("full MNIST not available: set KERAS_NEWTON_MNIST=/path/to/mnist.npz")
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
