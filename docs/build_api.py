@@ -20,7 +20,7 @@ under a name without a leading underscore.
 - a public Keras layer, loss or metric class that is not registered as serializable
   (``@keras.saving.register_keras_serializable(package="keras_newton")``), or whose
   constructor takes arguments that the ``get_config`` it inherits from Keras does not save
-  (DESIGN.md: every public class round-trips through ``.keras`` files).
+  (docs/conventions.md, "Serialization": every public class round-trips through ``.keras`` files).
 
 Only the standard library, Keras and keras_newton are used (no documentation tool needed).
 """

@@ -11,7 +11,8 @@ sets; at serving time one wants to score single items and to order whole sets.
 - ``rank_sets``: input ``sets``, float32 ``(B, n, H, W)``, any ``n`` -> outputs
   ``scores`` ``(B, n)`` and ``order`` int32 ``(B, n)`` with
   ``order[b] = argsort(scores[b])``, ascending: ``order[b, r]`` is the item at rank ``r``,
-  the convention of `keras_newton.metrics.ExactMatchAccuracy` (DESIGN.md, ranking).
+  the convention of `keras_newton.metrics.ExactMatchAccuracy` (docs/conventions.md,
+  "Ranking metrics").
 
 TF-Serving wants ``MODEL_BASE/NAME/VERSION`` with an integer version folder, so the
 export path must end in one (``models/ranker/1``). The SavedModel format is TensorFlow's:

@@ -18,7 +18,7 @@ def per_sample_derivatives(loss_i, y_true, y_pred):
 
 
 def reference_target(loss_i, y_true, y_pred, curvature, tikhonov, weights=None):
-    """z* of DESIGN.md / paper Definitions 1-3 in float64, shape of ``y_pred``."""
+    """z* of docs/conventions.md / paper Definitions 1-3 in float64, shape of ``y_pred``."""
     y = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
     g, h = per_sample_derivatives(loss_i, y_true, y_pred)
     m = y.shape[1]

@@ -1,7 +1,7 @@
 """Float64 NumPy references of the sorting relaxations, written from the papers' formulas.
 
 Orientation of every returned matrix: ``P[r, i]`` = probability that item ``i`` has
-ascending rank ``r`` (DESIGN.md). The papers' own orientations are converted here:
+ascending rank ``r`` (docs/conventions.md). The papers' own orientations are converted here:
 NeuralSort and SoftSort produce descending rows (reversed), diffsort's ``X`` is
 ``[item, wire]`` (transposed).
 """

@@ -164,3 +164,90 @@ def test_strict_exit_status(build_api, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "error: keras_newton._docs_test_bad.undocumented" in out
     assert "warning: keras_newton._docs_test_bad.undocumented" in out
+
+
+# -- references between the files of the repository ---------------------------------------
+
+SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "results", "__pycache__",
+             ".pytest_cache"}
+
+
+def _repo_files(suffixes):
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        for file in files:
+            if file.endswith(suffixes):
+                yield os.path.join(folder, file)
+
+
+def _slug(heading):
+    """GitHub's anchor of a Markdown heading."""
+    import re
+
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _headings(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.lstrip("#").strip() for line in f if line.startswith("#")]
+
+
+def test_markdown_links_resolve():
+    """Every relative link of README.md and docs/*.md names an existing file, and every
+    ``#anchor`` a heading of its target (GitHub's slugs)."""
+    import re
+
+    pages = [os.path.join(REPO, "README.md")] + sorted(
+        p for p in _repo_files((".md",)) if os.path.dirname(p) == os.path.join(REPO, "docs"))
+    checked = 0
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            path = os.path.normpath(os.path.join(os.path.dirname(page), file)) if file else page
+            assert os.path.exists(path), (page, target)
+            assert os.path.commonpath([REPO, path]) == REPO, (page, target)
+            if anchor:
+                assert anchor in [_slug(h) for h in _headings(path)], (page, target)
+            checked += 1
+    assert checked > 20
+
+
+def test_docstrings_cite_existing_conventions():
+    """Every mention of docs/conventions.md in the code names an existing section when it
+    quotes one (``docs/conventions.md, "Section"``), and nothing cites the design notes
+    that are not part of the repository."""
+    import re
+
+    sections = set(_headings(os.path.join(REPO, "docs", "conventions.md")))
+    gone = ("DESIGN" + ".md", "REFERENCES" + ".md")
+    cited = 0
+    for path in _repo_files((".py", ".md", ".toml")):
+        if os.path.abspath(path) == os.path.abspath(__file__):
+            continue
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for name in gone:
+            assert name not in text, (path, name)
+        for match in re.finditer(r'docs/conventions\.md,?\s+\(?"([^"]+)"', text):
+            assert match.group(1) in sections, (path, match.group(1))
+        cited += text.count("docs/conventions.md")
+    assert cited > 15
+
+
+def test_no_paths_outside_the_repository():
+    """No source refers to a machine's folders or to data next to the clone: data comes
+    from arguments and environment variables (e.g. $KERAS_NEWTON_MNIST)."""
+    import re
+
+    pattern = re.compile(r"""["']/work/|"\.\.",\s*"shared"|dirname\(REPO\)""")
+    for path in _repo_files((".py", ".md", ".toml", ".cfg", ".sh")):
+        if os.path.abspath(path) == os.path.abspath(__file__):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                assert not pattern.search(line), f"{path}:{number}: {line.strip()}"

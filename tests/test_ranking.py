@@ -332,7 +332,7 @@ def test_multi_digit_cnn_scores_each_image_with_one_shared_cnn(rng):
     scorer = model.get_layer("score_each").layer
     single = scorer.predict(x.reshape(6, 28, 112, 1), verbose=0).reshape(2, 3)
     np.testing.assert_allclose(scores, single, rtol=1e-5, atol=1e-6)
-    # The REFERENCES.md architecture, by parameter count: conv 5*5*1*32+32, conv
+    # The architecture of docs/conventions.md ("Models"), by parameter count: conv 5*5*1*32+32, conv
     # 5*5*32*64+64, dense (7*28*64)*64+64, dense 64+1.
     assert scorer.count_params() == 832 + 51264 + 802880 + 65
     with pytest.raises(ValueError, match="n"):

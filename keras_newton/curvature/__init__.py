@@ -1,6 +1,6 @@
 """Where the per-sample gradient and curvature of a base loss come from, and the solve.
 
-Sources, in order of preference (DESIGN.md):
+Sources, in order of preference (docs/conventions.md):
 
 1. the base loss itself, through the provider protocol (`protocol.py`);
 2. a closed form of paper Examples 1-4 for matching Keras losses (`closed_form.py`);

@@ -73,7 +73,7 @@ def resolve_base_loss(base_loss):
     """Returns ``(loss_object, per_sample_fn)`` for a Keras Loss, a loss name or a callable.
 
     ``per_sample_fn(y_true, y_pred)`` returns the per-sample loss ``l_i`` of shape ``(B,)``:
-    the loss's *unreduced* output summed over every non-batch axis (DESIGN.md).
+    the loss's *unreduced* output summed over every non-batch axis (docs/conventions.md).
     """
     if isinstance(base_loss, str):
         try:

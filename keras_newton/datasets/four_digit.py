@@ -1,6 +1,6 @@
 """Four-digit MNIST sets for ranking supervision (Grover et al., ICLR 2019; diffsort).
 
-Protocol (REFERENCES.md): MNIST is split into 55k training / 5k validation / 10k test
+Protocol (docs/conventions.md, "Data"): MNIST is split into 55k training / 5k validation / 10k test
 images (or the same proportions of whatever MNIST arrays are given). One *item* is four
 MNIST images, drawn independently at random (a random index per position), concatenated
 along the width into a ``28 x 112`` image with pixels in ``[0, 1]``; its label is the

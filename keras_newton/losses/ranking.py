@@ -57,7 +57,8 @@ class RankingLoss(keras.losses.Loss):
 
     For scores ``s`` ``(B, n)`` and ground-truth values ``y_true`` ``(B, n)`` (the values to
     be ordered, e.g. the four-digit numbers), with ``P = relaxation(s)`` ``(B, n, n)`` and
-    ``Q = one_hot(argsort(y_true))`` (rows = ascending ranks, ties in index order; DESIGN.md),
+    ``Q = one_hot(argsort(y_true))`` (rows = ascending ranks, ties in index order;
+    docs/conventions.md),
     the loss of set ``b`` is PyTorch's ``BCELoss`` (mean reduction) of ``P_b`` against
     ``Q_b``, the loss the diffsort experiments (Petersen et al., ICML 2021) train with and
     on which the Newton-loss paper's ranking benchmark builds. Per entry ``p`` of ``P``,

@@ -1,4 +1,4 @@
-"""Shortest-path metrics: perfect match, optimal-cost match, cost ratio (DESIGN.md).
+"""Shortest-path metrics: perfect match, optimal-cost match, cost ratio (docs/conventions.md).
 
 The model predicts costs ``(B, H, W)``; each metric solves the shortest path on them
 exactly (`keras_newton.paths.shortest_path`) and compares it with the true path:
@@ -102,7 +102,7 @@ class OptimalCostMatch(_PathMetric):
 
     A predicted path never costs less than the true (optimal) one, so this counts the
     maps whose predicted path is one of the optimal paths, up to a relative
-    ``tolerance`` for float rounding (DESIGN.md; Vlastelica et al., ICLR 2020).
+    ``tolerance`` for float rounding (docs/conventions.md; Vlastelica et al., ICLR 2020).
 
     ``y_pred``: predicted costs ``(B, H, W)``; ``y_true``: path and true costs packed by
     `keras_newton.paths.pack_path_targets`, ``(B, H, W, 2)``.
@@ -141,7 +141,7 @@ class CostRatio(_PathMetric):
         cost_ratio = mean_i cost*(shortest_path(c_hat_i)) / cost*(P*_i),
         cost*(P) = sum_hw P_hw c*_hw
 
-    1 for optimal predictions, larger otherwise (DESIGN.md; Vlastelica et al., ICLR 2020).
+    1 for optimal predictions, larger otherwise (docs/conventions.md; Vlastelica et al., ICLR 2020).
 
     ``y_pred``: predicted costs ``(B, H, W)``; ``y_true``: path and true costs packed by
     `keras_newton.paths.pack_path_targets`, ``(B, H, W, 2)``.

@@ -1,4 +1,4 @@
-"""Ranking metrics: exact-match and element-wise rank accuracy (DESIGN.md definitions)."""
+"""Ranking metrics: exact-match and element-wise rank accuracy (docs/conventions.md)."""
 
 import numbers
 
@@ -45,7 +45,7 @@ class ExactMatchAccuracy(_RankMatchMean):
     """Fraction of sets whose predicted order is entirely right.
 
     A set counts when ``argsort(y_pred) == argsort(y_true)`` at every position (stable
-    argsort: ties go in index order, in the truth and in the scores alike; DESIGN.md). The
+    argsort: ties go in index order, in the truth and in the scores alike; docs/conventions.md). The
     "exact match" accuracy of Grover et al. (ICLR 2019) and Petersen et al. (ICML 2021).
 
     With ``first=k`` only the first ``k`` items of each set are compared (the order of
@@ -91,7 +91,7 @@ class ElementwiseRankAccuracy(_RankMatchMean):
     """Fraction of positions ``r`` with ``argsort(y_pred)[r] == argsort(y_true)[r]``.
 
     The mean over the ``n`` positions of a set, then over sets (stable argsort, ties in
-    index order; DESIGN.md): the "element-wise" / "fraction correct" accuracy of Grover et
+    index order; docs/conventions.md): the "element-wise" / "fraction correct" accuracy of Grover et
     al. (ICLR 2019) and Petersen et al. (ICML 2021).
 
     Args:

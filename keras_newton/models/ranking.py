@@ -13,8 +13,8 @@ def digit_scorer(image_shape=(28, 112), name="digit_scorer"):
     """The per-image CNN: one real score for one ``28 x 112`` four-digit image.
 
     Conv 5x5, 32, same + ReLU; MaxPool 2; Conv 5x5, 64, same + ReLU; MaxPool 2;
-    Dense 64 + ReLU; Dense 1 (REFERENCES.md: Grover et al. ICLR 2019, Petersen et al.
-    ICML 2021).
+    Dense 64 + ReLU; Dense 1 (docs/conventions.md, "Models": Grover et al. ICLR 2019,
+    Petersen et al. ICML 2021).
 
     Returns:
         `keras.Sequential` from ``image_shape + (1,)`` to ``(1,)``.

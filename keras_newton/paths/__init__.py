@@ -1,6 +1,6 @@
 """Shortest paths on grids: the exact batched solver and AlgoVision's relaxed Bellman-Ford.
 
-Conventions (DESIGN.md): costs ``(B, H, W)`` non-negative, vertex-weighted,
+Conventions (docs/conventions.md): costs ``(B, H, W)`` non-negative, vertex-weighted,
 8-neighbourhood, path from ``(0, 0)`` to ``(H - 1, W - 1)``, both end cells counted; a path
 is a ``(B, H, W)`` mask in {0, 1}, relaxed paths take values in [0, 1].
 """

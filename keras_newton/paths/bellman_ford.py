@@ -56,7 +56,7 @@ def t_conorm(a, b, kind="probabilistic", p=None):
 class RelaxedBellmanFord(keras.layers.Layer):
     """Relaxed shortest path of AlgoVision (Petersen et al., NeurIPS 2021): costs -> soft path.
 
-    Costs ``c`` of shape ``(B, H, W)`` (vertex weights, 8-neighbourhood, DESIGN.md), path
+    Costs ``c`` of shape ``(B, H, W)`` (vertex weights, 8-neighbourhood, docs/conventions.md), path
     from the source ``(0, 0)`` to the target ``(H - 1, W - 1)``. By default the layer
     computes what AlgoVision's Warcraft shortest-path program computes (its
     ``examples/shortest_path.py``: ``T`` forward sweeps, then a ``For`` or ``While``

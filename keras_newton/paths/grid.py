@@ -1,6 +1,6 @@
 """The 8-neighbourhood of a grid graph, shared by the exact and the relaxed solvers.
 
-Conventions (DESIGN.md): costs ``(B, H, W)``, vertex-weighted, 8-neighbourhood, paths from
+Conventions (docs/conventions.md): costs ``(B, H, W)``, vertex-weighted, 8-neighbourhood, paths from
 ``(0, 0)`` to ``(H - 1, W - 1)``. Neighbour ``k`` of cell ``(i, j)`` is
 ``(i + di, j + dj)`` with ``(di, dj) = OFFSETS[k]``, in row-major order of the 3x3 window
 without its centre: up-left, up, up-right, left, right, down-left, down, down-right. This

@@ -1,7 +1,7 @@
 """Differentiable sorting: NeuralSort, SoftSort and differentiable sorting networks.
 
 Each relaxation is a Keras layer mapping scores ``(B, n)`` to a relaxed permutation
-matrix ``(B, n, n)`` with rows = ascending ranks (DESIGN.md).
+matrix ``(B, n, n)`` with rows = ascending ranks (docs/conventions.md).
 """
 
 from keras_newton.sorting.diffsort import DiffSort  # noqa: F401

@@ -31,11 +31,12 @@ class DiffSort(SortingRelaxation):
         X[min wire] <- alpha X[a] + (1 - alpha) X[b],   X[max wire] <- (1 - alpha) X[a] + alpha X[b]
 
     The output ``P[r, i]`` = ``X`` after the last layer, wire ``r`` = ascending rank ``r``
-    (DESIGN.md orientation; the PyTorch ``diffsort`` package returns its transpose). Rows
-    and columns of ``P`` sum to 1 (``P`` is doubly stochastic) and as ``steepness -> inf``
-    ``P`` tends to ``one_hot(argsort(s))``. Bitonic networks for ``n`` not a power of two
-    follow the ``diffsort`` package: the top ``2^ceil(log2 n) - n`` wires are discarded
-    and comparators touching them are identity maps, so ``P`` equals diffsort's (see
+    (the orientation of docs/conventions.md; the PyTorch ``diffsort`` package returns its
+    transpose). Rows and columns of ``P`` sum to 1 (``P`` is doubly stochastic) and as
+    ``steepness -> inf`` ``P`` tends to ``one_hot(argsort(s))``. Bitonic networks for
+    ``n`` not a power of two follow the ``diffsort`` package: the top
+    ``2^ceil(log2 n) - n`` wires are discarded and comparators touching them are identity
+    maps, so ``P`` equals diffsort's (see
     `networks.py`).
 
     Args:

@@ -17,8 +17,8 @@ class NeuralSort(SortingRelaxation):
 
         P_desc[i, :] = softmax(((n + 1 - 2 i) s - A 1) / tau)
 
-    This layer returns the DESIGN.md orientation, rows = *ascending* ranks
-    ``r = 0 .. n-1``, i.e. NeuralSort's rows reversed:
+    This layer returns keras-newton's orientation (docs/conventions.md), rows =
+    *ascending* ranks ``r = 0 .. n-1``, i.e. NeuralSort's rows reversed:
 
         P[r, :] = softmax(((2 r + 1 - n) s - A 1) / tau)
 

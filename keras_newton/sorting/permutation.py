@@ -1,8 +1,9 @@
-"""Permutations in the DESIGN.md orientation, and the base of the relaxation layers.
+"""Permutations in keras-newton's orientation, and the base of the relaxation layers.
 
 ``P[b, r, i]`` is the (probability) that item ``i`` sits at rank ``r`` in *ascending*
 order, so ``P @ s[..., None]`` sorts ``s`` ascending. For hard permutations
-``P[r, i] = 1`` iff ``argsort(y)[r] == i`` iff ``rank(y)_i == r``.
+``P[r, i] = 1`` iff ``argsort(y)[r] == i`` iff ``rank(y)_i == r`` (docs/conventions.md,
+"Permutation matrices and ranks").
 
 Ranks here are *stable*: ties go in index order, ``rank_i = #{j : y_j < y_i} +
 #{j < i : y_j == y_i}``, computed by pairwise comparison so that every Keras backend gives
@@ -98,8 +99,8 @@ def softmax_derivatives(p, jac_logits, curv_factor=None, curv_vector=None,
 class SortingRelaxation(keras.layers.Layer):
     """Base of the layers mapping scores ``(B, n)`` to a relaxed permutation ``(B, n, n)``.
 
-    Subclasses implement ``relaxed_permutation(scores)`` returning ``P`` in the DESIGN.md
-    orientation (rows = ascending ranks), and may implement
+    Subclasses implement ``relaxed_permutation(scores)`` returning ``P`` in the orientation of
+    docs/conventions.md (rows = ascending ranks), and may implement
     ``permutation_derivatives(scores, hessian)`` returning ``(P, J, hess_fn)``: ``P``
     ``(B, n, n)``, its Jacobian ``J[b, r, i, m] = dP[b, r, i] / ds[b, m]`` and a function
     ``hess_fn(w)`` mapping weights ``w`` ``(B, n, n)`` to the weighted second derivative

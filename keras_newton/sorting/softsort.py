@@ -16,8 +16,8 @@ class SoftSort(SortingRelaxation):
 
         SoftSort(s) = softmax(-d(sort(s) 1^T, 1 s^T) / tau)        (row-wise softmax)
 
-    The paper sorts in decreasing order; this layer returns the DESIGN.md orientation,
-    rows = *ascending* ranks (the paper's rows reversed):
+    The paper sorts in decreasing order; this layer returns keras-newton's orientation
+    (docs/conventions.md), rows = *ascending* ranks (the paper's rows reversed):
 
         P[r, j] = softmax_j(-|sort_asc(s)_r - s_j|^power / tau)
 
