@@ -61,7 +61,10 @@ class NewtonLoss(keras.losses.Loss):
     Derivatives come, in order, from the base loss itself (a ``loss_derivatives`` method,
     see `keras_newton.curvature.protocol`), from the closed forms of paper Examples 1-4
     (Keras MSE, softmax cross-entropy from logits, BCE on probabilities and from logits,
-    when their options match), else from automatic differentiation. They are computed in
+    when their options match), else from automatic differentiation; for ``"hessian"``
+    autodiff forms only the weighted sum of the per-sample Hessians, as the Hessian of
+    ``phi(delta) = sum_i w_i l_i(y_i + delta)`` (``m`` Hessian-vector products of the batch
+    loss, no ``(B, m, m)`` tensor). They are computed in
     float32 (or float64 for float64 inputs) even under mixed precision. Shared curvature
     is weighted by ``sample_weight`` and, under `tf.distribute`, summed across replicas,
     so a mirrored run gives the single-device result on the global batch. A singular or
@@ -130,14 +133,21 @@ class NewtonLoss(keras.losses.Loss):
         if keras.backend.standardize_dtype(y.dtype) not in ("float32", "float64"):
             y = ops.cast(y, "float32")
         need_hessian = self.curvature in ("hessian", "hessian_elementwise")
-        derivs, _ = curv.loss_derivatives(
-            self.base_loss, self._per_sample_fn, y_true, y, hessian=need_hessian
+        weights = self._weights(sample_weight, y)
+        # The shared Hessian needs only sum_i w_i H_i: from autodiff it comes as the
+        # Hessian of one m-variable function, without per-sample Hessians.
+        derivs, source = curv.loss_derivatives(
+            self.base_loss, self._per_sample_fn, y_true, y, hessian=need_hessian,
+            shared=self.curvature == "hessian", weights=weights,
         )
         g = ops.cast(derivs.gradient, y.dtype)
         h = None if derivs.hessian is None else ops.cast(derivs.hessian, y.dtype)
-        weights = self._weights(sample_weight, y)
         tikhonov = 0.0 if self.curvature == "identity" else self.tikhonov
-        step = curv.newton_step(g, h, derivs.diagonal, self.curvature, tikhonov, weights)
+        if source == "autodiff_shared":
+            step = curv.shared_hessian_step(g, h, weights, tikhonov)
+        else:
+            step = curv.newton_step(g, h, derivs.diagonal, self.curvature, tikhonov,
+                                    weights)
         z = y - ops.reshape(step, ops.shape(y))
         return ops.stop_gradient(z)
 

@@ -2,12 +2,26 @@
 
 Everything else in keras-newton is written in `keras.ops`. This module computes, for a
 per-sample loss ``l_i(y_i)`` (decomposable over the batch), the per-sample gradients
-``g_i = d l_i / d y_i`` ``(B, m)`` and Hessians ``d2 l_i / d y_i2`` ``(B, m, m)``:
+``g_i = d l_i / d y_i`` ``(B, m)`` and
 
-- TensorFlow: nested `tf.GradientTape`; the Hessian is the `batch_jacobian` of the
-  batch gradient, vectorised with pfor (one reverse pass for all ``B * m`` rows).
-- JAX: ``vmap(grad)`` and ``vmap(hessian)`` of the single-sample loss.
-- PyTorch: ``torch.func.vmap`` of ``torch.func.grad`` / ``torch.func.hessian``.
+- `autodiff_derivatives`: the per-sample Hessians ``d2 l_i / d y_i2`` ``(B, m, m)``
+  (needed by the element-wise Hessian, Definition 1):
+
+  - TensorFlow: nested `tf.GradientTape`; the Hessian is the `batch_jacobian` of the
+    batch gradient, vectorised with pfor (one reverse pass for all ``B * m`` rows).
+  - JAX: ``vmap(grad)`` and ``vmap(hessian)`` of the single-sample loss.
+  - PyTorch: ``torch.func.vmap`` of ``torch.func.grad`` / ``torch.func.hessian``.
+
+- `autodiff_shared_hessian`: only their weighted sum ``sum_i w_i d2 l_i / d y_i2``
+  ``(m, m)``, all that the shared Hessian (Definition 2) needs. It is the Hessian of the
+  ``m``-variable function ``phi(delta) = sum_i w_i l_i(y_i + delta)`` at ``delta = 0``
+  (one shift broadcast to every sample), so no per-sample Hessian is ever formed:
+
+  - TensorFlow: the `jacobian` of the ``m``-vector gradient of ``phi`` (reverse over
+    reverse), one row at a time in a `while_loop` (``m`` Hessian-vector products of the
+    batch loss); it compiles with XLA.
+  - JAX: ``jax.hessian(phi)``.
+  - PyTorch: ``torch.func.hessian(phi)``.
 
 It also holds `cross_replica_sum`, which sums the shared curvature across replicas under
 `tf.distribute` so that a mirrored run sees the curvature of the global batch.
@@ -105,6 +119,108 @@ def _torch_derivatives(per_sample_fn, y_true, y_pred, hessian):
     g = torch.func.vmap(torch.func.grad(single))(flat, y_true)
     h = torch.func.vmap(torch.func.hessian(single))(flat, y_true) if hessian else None
     return LossDerivatives(g, h)
+
+
+def autodiff_shared_hessian(per_sample_fn, y_true, y_pred, weights=None):
+    """Per-sample gradients and the weighted sum of the per-sample Hessians, by autodiff.
+
+    The sum is the Hessian of ``phi(delta) = sum_i w_i l_i(y_i + delta)`` at
+    ``delta = 0`` (``delta`` of size ``m``, the same shift for every sample): ``m``
+    Hessian-vector products of the batch loss, where per-sample Hessians would take
+    ``B * m`` single-sample ones and ``B * m * m`` memory.
+
+    Args:
+        per_sample_fn: ``(y_true, y_pred) -> (B,)`` per-sample losses; sample ``i``'s loss
+            must depend on ``y_pred[i]`` only.
+        y_true: targets passed through unchanged.
+        y_pred: ``(B, ...)`` float predictions. No gradient flows back into it.
+        weights: optional ``(B,)`` weights ``w_i`` (``None``: all 1).
+
+    Returns:
+        ``(gradient, hessian_sum)``: the per-sample gradients ``(B, m)`` (unweighted) and
+        ``sum_i w_i d2 l_i / d y_i2`` ``(m, m)``.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights)
+    if backend == "jax":
+        return _jax_shared_hessian(per_sample_fn, y_true, y_pred, weights)
+    if backend == "torch":
+        return _torch_shared_hessian(per_sample_fn, y_true, y_pred, weights)
+    raise NotImplementedError(
+        f"keras-newton computes autodiff curvature on the tensorflow, jax and torch "
+        f"backends; the current Keras backend is {backend!r}."
+    )
+
+
+def _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights):
+    import tensorflow as tf
+
+    y = tf.stop_gradient(y_pred)
+    shape = tf.shape(y)
+    flat = tf.reshape(y, (shape[0], _static_size(y.shape)))
+    zero = tf.UnconnectedGradients.ZERO
+    delta = tf.zeros_like(flat[0])
+    # Eagerly, `jacobian` without pfor loops over the rows in Python, on a persistent tape.
+    with tf.GradientTape(persistent=tf.executing_eagerly()) as outer:
+        outer.watch(delta)
+        with tf.GradientTape() as inner:
+            shifted = flat + delta
+            inner.watch(shifted)
+            losses = per_sample_fn(y_true, tf.reshape(shifted, shape))
+        # The batch sum's gradient is the per-sample gradient (decomposable loss) ...
+        g = inner.gradient(losses, shifted, unconnected_gradients=zero)
+        # ... and its weighted sum over the batch the gradient of phi w.r.t. delta.
+        if weights is None:
+            grad_phi = tf.reduce_sum(g, axis=0)
+        else:
+            grad_phi = tf.linalg.matvec(g, tf.cast(weights, g.dtype), transpose_a=True)
+    # One Hessian-vector product per row, in a while_loop: pfor would vectorise the rows
+    # but holds every intermediate m times and cannot vectorise the second derivatives of
+    # a while_loop; the loop also compiles with XLA.
+    h = outer.jacobian(grad_phi, delta, unconnected_gradients=zero,
+                       experimental_use_pfor=False)
+    return g, h
+
+
+def _jax_shared_hessian(per_sample_fn, y_true, y_pred, weights):
+    import jax
+    import jax.numpy as jnp
+
+    y = jax.lax.stop_gradient(y_pred)
+    flat = y.reshape((y.shape[0], -1))
+
+    def losses_at(shifted):
+        return per_sample_fn(y_true, shifted.reshape(y.shape))
+
+    g = jax.grad(lambda f: jnp.sum(losses_at(f)))(flat)
+
+    def phi(delta):
+        losses = losses_at(flat + delta[None])
+        return jnp.sum(losses) if weights is None else jnp.sum(losses * weights)
+
+    h = jax.hessian(phi)(jnp.zeros(flat.shape[1:], flat.dtype))
+    return g, h
+
+
+def _torch_shared_hessian(per_sample_fn, y_true, y_pred, weights):
+    import torch
+    import torch.func
+
+    y = y_pred.detach()
+    flat = y.reshape((y.shape[0], -1))
+
+    def losses_at(shifted):
+        return per_sample_fn(y_true, shifted.reshape(y.shape))
+
+    g = torch.func.grad(lambda f: losses_at(f).sum())(flat)
+
+    def phi(delta):
+        losses = losses_at(flat + delta[None])
+        return losses.sum() if weights is None else (losses * weights).sum()
+
+    h = torch.func.hessian(phi)(torch.zeros_like(flat[0]))
+    return g, h
 
 
 def num_replicas():

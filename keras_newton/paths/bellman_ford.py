@@ -298,19 +298,19 @@ class RelaxedBellmanFord(keras.layers.Layer):
 
 
 def _bounded_loop(steps, body, state):
-    """``for i in range(steps): state = body(i, state)`` as a `while_loop` with a static
-    bound (``ops.fori_loop`` sets none, which XLA needs for gradients)."""
+    """``for i in range(steps): state = body(i, state)``, unrolled (``steps`` is static).
 
-    def loop_body(i, *values):
-        return (i + 1,) + tuple(body(i, tuple(values)))
-
-    out = ops.while_loop(
-        lambda i, *values: i < steps,
-        loop_body,
-        (ops.convert_to_tensor(0, "int32"),) + tuple(state),
-        maximum_iterations=steps,
-    )
-    return out[1:]
+    Unrolled rather than a `while_loop`, with the same operations in the same order (same
+    values): the relaxation must be differentiable twice on every backend, for
+    ``NewtonLoss(curvature="hessian")``. TensorFlow's second derivatives of a
+    `while_loop` neither vectorise (pfor) nor compile with XLA, and JAX cannot
+    reverse-differentiate its ``lax.while_loop`` at all. The cost is a larger graph:
+    longer tracing and XLA compilation.
+    """
+    state = tuple(state)
+    for i in range(steps):
+        state = tuple(body(i, state))
+    return state
 
 
 def _masked_softmin(values, mask, beta):
