@@ -13,6 +13,7 @@ paths, the scale of ``lambda``): docs/conventions.md.
 
 __version__ = "0.1.0"
 
+from keras_newton import callbacks  # noqa: F401
 from keras_newton import curvature  # noqa: F401
 from keras_newton import datasets  # noqa: F401
 from keras_newton import layers  # noqa: F401

@@ -48,15 +48,14 @@ import keras
 
 from keras_newton import recipes
 from keras_newton import tikhonov as tikhonov_scale
+from keras_newton.callbacks import PathValidation
 from keras_newton.metrics.base_loss import BaseLoss
-from keras_newton.metrics.paths import path_metrics
 from keras_newton.metrics.ranking import ElementwiseRankAccuracy
 from keras_newton.metrics.ranking import ExactMatchAccuracy
 from keras_newton.models.classification import MODELS as CLASSIFICATION_MODELS
 from keras_newton.models.classification import classification_model
 from keras_newton.models.paths import comb_resnet18
 from keras_newton.models.ranking import multi_digit_cnn
-from keras_newton.paths.targets import unpack_path_targets
 
 try:
     import keras_tuner
@@ -66,7 +65,8 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         "(keras-tuner and tensorboard)."
     ) from error
 
-__all__ = ["ClassificationHyperModel", "RankingHyperModel", "ShortestPathHyperModel"]
+__all__ = ["ClassificationHyperModel", "PathValidation", "RankingHyperModel",
+           "ShortestPathHyperModel"]
 
 #: The paper's Tikhonov grid, ``1e-3 .. 1e3`` (log scale).
 TIKHONOV_RANGE = (1e-3, 1e3)
@@ -410,46 +410,3 @@ class ShortestPathHyperModel(_NewtonHyperModel):
         return dict(self._config(), method=self.method, samples=self.samples,
                     beta=self.beta, sigma=self.sigma, grid=self.grid,
                     input_shape=list(self.input_shape), seed=self.seed)
-
-
-class PathValidation(keras.callbacks.Callback):
-    """Adds ``val_perfect_match``, ``val_optimal_cost`` and ``val_cost_ratio`` to the logs.
-
-    After every epoch, predicts the validation costs, solves their exact shortest paths
-    and scores them against the true paths and costs (`keras_newton.metrics.path_metrics`:
-    percentages and the mean cost ratio). Placed before KerasTuner's and Keras' own
-    callbacks, its values reach the History and the tuner's objective.
-
-    Args:
-        images: validation images.
-        targets: ``pack_path_targets(paths, costs)``, ``(N, H, W, 2)``, or a pair
-            ``(paths, costs)``.
-        batch_size: prediction batch size.
-
-    Example:
-
-    ```python
-    model.fit(x, paths, epochs=5, callbacks=[PathValidation(val_x, (val_paths, val_costs))])
-    ```
-    """
-
-    def __init__(self, images, targets, batch_size=200):
-        super().__init__()
-        from keras import ops
-
-        if isinstance(targets, (tuple, list)) and len(targets) == 2:
-            paths, costs = targets
-        else:
-            paths, costs = unpack_path_targets(targets, name="validation targets")
-            if costs is None:
-                raise ValueError("validation targets must hold the true costs too: pass "
-                                 "pack_path_targets(paths, costs) or (paths, costs).")
-            paths, costs = ops.convert_to_numpy(paths), ops.convert_to_numpy(costs)
-        self.images, self.paths, self.costs = images, paths, costs
-        self.batch_size = batch_size
-
-    def on_epoch_end(self, epoch, logs=None):
-        pred = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
-        scores = path_metrics(pred, self.costs, self.paths)
-        if logs is not None:
-            logs.update({f"val_{k}": v for k, v in scores.items()})
