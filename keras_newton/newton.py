@@ -10,29 +10,13 @@ the loss at ``y``,
 and the network is trained on the Newton loss by any first-order optimizer.
 """
 
-import math
-
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton import curvature as curv
 
 DEFAULT_TIKHONOV = 1e-2
-
-
-def _check_tikhonov(tikhonov):
-    if isinstance(tikhonov, bool) or not isinstance(tikhonov, (int, float)):
-        raise TypeError(
-            f"tikhonov must be a non-negative finite number; received {tikhonov!r} "
-            f"of type {type(tikhonov).__name__}."
-        )
-    tikhonov = float(tikhonov)
-    if not math.isfinite(tikhonov) or tikhonov < 0:
-        raise ValueError(
-            f"tikhonov must be a non-negative finite number (lambda in (C + lambda I)); "
-            f"received {tikhonov!r}."
-        )
-    return tikhonov
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
@@ -108,7 +92,8 @@ class NewtonLoss(keras.losses.Loss):
                 f"{', '.join(repr(c) for c in curv.CURVATURES)}."
             )
         self.curvature = curvature
-        self.tikhonov = _check_tikhonov(tikhonov)
+        self.tikhonov = _checks.check_non_negative_float(
+            "tikhonov", tikhonov, note="lambda in (C + lambda I)")
         self.base_loss, self._per_sample_fn = curv.resolve_base_loss(base_loss)
         self._sample_weight = None
 

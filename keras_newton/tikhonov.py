@@ -18,8 +18,7 @@ ours, and the ``--paper`` presets and ``keras-newton tune`` search the paper's r
 convention (docs/guide.md, "Which lambda").
 """
 
-import math
-import numbers
+from keras_newton import _checks
 
 CONVENTIONS = ("per_sample", "batch_mean")
 
@@ -47,16 +46,12 @@ def to_per_sample(tikhonov, curvature, batch_size, convention="batch_mean"):
     loss = keras_newton.NewtonLoss(base, curvature="hessian", tikhonov=lam)
     ```
     """
-    if isinstance(tikhonov, bool) or not isinstance(tikhonov, numbers.Real):
-        raise TypeError(f"tikhonov must be a number; received {tikhonov!r}.")
-    if not (math.isfinite(float(tikhonov)) and tikhonov >= 0):
-        raise ValueError(f"tikhonov must be finite and >= 0; received {tikhonov!r}.")
+    tikhonov = _checks.check_non_negative_float("tikhonov", tikhonov)
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}; received {convention!r}.")
     if curvature not in _POWER:
         raise ValueError(f"curvature must be one of {tuple(_POWER)}; received {curvature!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     if convention == "per_sample":
-        return float(tikhonov)
-    return float(tikhonov) * float(int(batch_size)) ** _POWER[curvature]
+        return tikhonov
+    return tikhonov * float(batch_size) ** _POWER[curvature]

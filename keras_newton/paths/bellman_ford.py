@@ -12,6 +12,7 @@ import math
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.paths.grid import grid_shape
 from keras_newton.paths.grid import neighbours
 from keras_newton.paths.grid import transport
@@ -146,8 +147,8 @@ class RelaxedBellmanFord(keras.layers.Layer):
                  t_conorm_p=None, max_iterations=None, epsilon=1e-5, absorbing_source=False,
                  **kwargs):
         super().__init__(**kwargs)
-        self.beta = _positive_float(beta, "beta")
-        self.iterations = _optional_positive_int(iterations, "iterations")
+        self.beta = _checks.check_positive_float("beta", beta)
+        self.iterations = _checks.check_positive_int("iterations", iterations, allow_none=True)
         if loop not in ("for", "while"):
             raise ValueError(f"loop must be 'for' or 'while'; received {loop!r}.")
         self.loop = loop
@@ -163,20 +164,17 @@ class RelaxedBellmanFord(keras.layers.Layer):
                     f"t_conorm_p is a parameter of the 'hamacher' and 'yager' t-conorms; "
                     f"received t_conorm_p={t_conorm_p!r} with t_conorm={t_conorm!r}."
                 )
-            t_conorm_p = _positive_float(t_conorm_p, "t_conorm_p")
+            t_conorm_p = _checks.check_positive_float("t_conorm_p", t_conorm_p)
             if t_conorm == "yager" and t_conorm_p < 1:
                 raise ValueError(
                     f"t_conorm_p of the 'yager' t-conorm must be >= 1; received "
                     f"{t_conorm_p!r}."
                 )
         self.t_conorm_p = t_conorm_p
-        self.max_iterations = _optional_positive_int(max_iterations, "max_iterations")
-        self.epsilon = _positive_float(epsilon, "epsilon")
-        if not isinstance(absorbing_source, bool):
-            raise TypeError(
-                f"absorbing_source must be True or False; received {absorbing_source!r}."
-            )
-        self.absorbing_source = absorbing_source
+        self.max_iterations = _checks.check_positive_int("max_iterations", max_iterations,
+                                                         allow_none=True)
+        self.epsilon = _checks.check_positive_float("epsilon", epsilon)
+        self.absorbing_source = _checks.check_bool("absorbing_source", absorbing_source)
 
     def _conorm(self, a, b):
         return t_conorm(a, b, self.t_conorm, self.t_conorm_p)
@@ -325,22 +323,3 @@ def _masked_softmin(values, mask, beta):
     weights = ops.where(mask, ops.exp(-beta * shifted), 0.0)
     total = ops.sum(weights, axis=-1, keepdims=True)
     return weights / ops.where(total > 0, total, 1.0)
-
-
-def _positive_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive number; received {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number; received {value!r}.")
-    return value
-
-
-def _optional_positive_int(value, name):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive integer or None; received {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer or None; received {value!r}.")
-    return int(value)

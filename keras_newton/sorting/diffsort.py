@@ -4,13 +4,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.sorting.distributions import check_distribution
 from keras_newton.sorting.distributions import swap_probability_derivatives
 from keras_newton.sorting.distributions import swap_probability_of_difference
 from keras_newton.sorting.networks import layer_matrices
 from keras_newton.sorting.networks import sorting_plan
 from keras_newton.sorting.permutation import SortingRelaxation
-from keras_newton.sorting.permutation import check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
@@ -68,17 +68,9 @@ class DiffSort(SortingRelaxation):
                 f"Unknown network {network!r}: expected 'odd_even' or 'bitonic'."
             )
         self.network = network
-        self.steepness = check_positive("steepness", steepness)
+        self.steepness = _checks.check_positive_float("steepness", steepness)
         self.distribution = check_distribution(distribution)
-        if isinstance(art_lambda, bool) or not isinstance(art_lambda, (int, float)):
-            raise TypeError(
-                f"art_lambda must be a non-negative finite number; received {art_lambda!r}."
-            )
-        if not (0.0 <= float(art_lambda) < float("inf")):
-            raise ValueError(
-                f"art_lambda must be a non-negative finite number; received {art_lambda!r}."
-            )
-        self.art_lambda = float(art_lambda)
+        self.art_lambda = _checks.check_non_negative_float("art_lambda", art_lambda)
         self._plans = {}
 
     def _plan(self, n):

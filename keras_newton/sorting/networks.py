@@ -42,6 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_newton import _checks
+
 NETWORKS = ("odd_even", "bitonic")
 
 
@@ -142,15 +144,14 @@ def sorting_plan(network, n):
 
     Raises:
         ValueError: for an unknown network name or ``n < 2``.
+        TypeError: ``n`` is not an integer.
     """
     if network not in NETWORKS:
         raise ValueError(
             f"Unknown sorting network {network!r}: expected one of "
             f"{', '.join(repr(k) for k in NETWORKS)}."
         )
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"A sorting network needs n >= 2 values to sort; received n={n!r}.")
-    n = int(n)
+    n = _checks.check_int("n", n, 2)
     if network == "odd_even":
         return compile_plan(odd_even_network(n), n)
     return compile_plan(bitonic_network(n), n)

@@ -10,8 +10,6 @@ Ranks here are *stable*: ties go in index order, ``rank_i = #{j : y_j < y_i} +
 the same answer (``keras.ops.argsort`` is not guaranteed stable on every backend).
 """
 
-import math
-
 import keras
 from keras import ops
 
@@ -39,19 +37,6 @@ def permutation_matrix(values, dtype="float32"):
     ranks = stable_ranks(values)
     n = ops.shape(ranks)[-1]
     return ops.swapaxes(ops.one_hot(ranks, n, dtype=dtype), -1, -2)
-
-
-def check_positive(name, value):
-    """Returns ``float(value)`` if it is a finite number > 0, else raises."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} must be a positive finite number; received {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number; received {value!r}.")
-    return value
 
 
 def softmax_derivatives(p, jac_logits, curv_factor=None, curv_vector=None,

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.sorting.permutation import SortingRelaxation
-from keras_newton.sorting.permutation import check_positive
 from keras_newton.sorting.permutation import softmax_derivatives
 
 
@@ -43,8 +43,8 @@ class SoftSort(SortingRelaxation):
 
     def __init__(self, tau=1.0, power=1.0, **kwargs):
         super().__init__(**kwargs)
-        self.tau = check_positive("tau", tau)
-        self.power = check_positive("power", power)
+        self.tau = _checks.check_positive_float("tau", tau)
+        self.power = _checks.check_positive_float("power", power)
 
     def relaxed_permutation(self, scores):
         s = ops.convert_to_tensor(scores)

@@ -12,16 +12,8 @@ import math
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.curvature.protocol import LossDerivatives
-
-
-def check_sampling_args(samples, sigma):
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive integer; received {samples!r}.")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0 or (
-            sigma == float("inf")):
-        raise ValueError(f"sigma must be a positive finite number; received {sigma!r}.")
-    return int(samples), float(sigma)
 
 
 def flatten(y):
@@ -76,7 +68,8 @@ class SampledLoss(keras.losses.Loss):
 
     def __init__(self, samples, sigma, seed, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.samples, self.sigma = check_sampling_args(samples, sigma)
+        self.samples = _checks.check_positive_int("samples", samples)
+        self.sigma = _checks.check_positive_float("sigma", sigma)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
