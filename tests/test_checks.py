@@ -238,3 +238,86 @@ def test_constructors_refuse_negative_values_with_value_error(case):
     with pytest.raises(ValueError, match=rf"^{arg} must be .*; received "
                                          rf"{re.escape(repr(negative))}\.$"):
         _constructors()[name](**{arg: negative})
+
+
+# The other call sites: numpy integers accepted, a float or bool where an integer is
+# expected is a TypeError, a too-small value a ValueError; each message names the argument.
+
+def _call_sites():
+    from keras_newton.datasets import four_digit
+    from keras_newton.datasets.warcraft import generate_warcraft
+    from keras_newton.datasets.warcraft import load_warcraft
+    from keras_newton.metrics import ExactMatchAccuracy
+    from keras_newton.metrics import OptimalCostMatch
+    from keras_newton.metrics import path_metrics
+    from keras_newton.models import comb_resnet18
+    from keras_newton.models import mlp
+    from keras_newton.models import multi_digit_cnn
+    from keras_newton.paths import solve_shortest_paths
+    from keras_newton.sorting.networks import sorting_plan
+    from keras_newton.tikhonov import to_per_sample
+
+    costs = np.ones((1, 2, 2), np.float32)
+    return {
+        "first": lambda v: ExactMatchAccuracy(first=v),
+        "tolerance": lambda v: OptimalCostMatch(tolerance=v),
+        "path_metrics tolerance": lambda v: path_metrics(costs, costs, costs, tolerance=v),
+        "path_metrics batch_size": lambda v: path_metrics(costs, costs, costs, batch_size=v),
+        "batch_size": lambda v: solve_shortest_paths(costs, batch_size=v),
+        "to_per_sample batch_size": lambda v: to_per_sample(0.1, "hessian", v),
+        "n": lambda v: sorting_plan("odd_even", v),
+        "sample_set_indices n": lambda v: four_digit.sample_set_indices(10, 2, v, 0),
+        "multi_digit_cnn n": lambda v: multi_digit_cnn(v),
+        "width": lambda v: mlp(v),
+        "depth": lambda v: mlp(10, depth=v),
+        "grid": lambda v: comb_resnet18(grid=v),
+        "load_warcraft grid": lambda v: load_warcraft("no_such_folder", grid=v),
+        "load_warcraft batch_size": lambda v: load_warcraft("no_such_folder", batch_size=v),
+        "n_train": lambda v: generate_warcraft("unused", n_train=v),
+        "n_val": lambda v: generate_warcraft("unused", n_val=v),
+        "generate_warcraft grid": lambda v: generate_warcraft("unused", grid=v),
+        "seed": lambda v: generate_warcraft("unused", seed=v),
+    }
+
+
+# (call site, a value of the wrong type, a value too small or negative)
+SITES = [
+    ("first", 2.0, 1), ("tolerance", "0", -1e-3), ("path_metrics tolerance", None, -1.0),
+    ("path_metrics batch_size", 10.0, 0), ("batch_size", True, np.int64(0)),
+    ("to_per_sample batch_size", 2.0, 0), ("n", 4.0, np.int64(1)),
+    ("sample_set_indices n", np.float32(3.0), 1), ("multi_digit_cnn n", "3", 1),
+    ("width", 10.5, 0), ("depth", np.bool_(True), -1), ("grid", 12.0, 0),
+    ("load_warcraft grid", "12", 0), ("load_warcraft batch_size", 7.0, 0),
+    ("n_train", 1.0, 0), ("n_val", "1", -1), ("generate_warcraft grid", 12.0, 1),
+    ("seed", 0.0, -1),
+]
+
+
+@pytest.mark.parametrize("site, wrong_type, too_small", SITES, ids=[s[0] for s in SITES])
+def test_call_sites_follow_the_convention(site, wrong_type, too_small):
+    arg = site.split()[-1]
+    call = _call_sites()[site]
+    with pytest.raises(TypeError, match=rf"^{arg} must be .*; received "
+                                        rf"{re.escape(repr(wrong_type))} of type "):
+        call(wrong_type)
+    with pytest.raises(ValueError, match=rf"^{arg} must be .*; received "
+                                         rf"{re.escape(repr(too_small))}\.$"):
+        call(too_small)
+
+
+def test_call_sites_accept_numpy_scalars():
+    from keras_newton.datasets import four_digit
+    from keras_newton.metrics import ExactMatchAccuracy
+    from keras_newton.metrics import OptimalCostMatch
+    from keras_newton.sorting.networks import sorting_plan
+    from keras_newton.tikhonov import to_per_sample
+
+    metric = ExactMatchAccuracy(first=np.int64(3))
+    assert type(metric.first) is int and metric.first == 3
+    json.dumps(metric.get_config())
+    metric = OptimalCostMatch(tolerance=np.float32(1e-4))
+    assert type(metric.tolerance) is float and metric.tolerance == 1e-4
+    assert sorting_plan("bitonic", np.int32(5)).n == 5
+    assert four_digit.sample_set_indices(10, 2, np.int64(3), 0).shape == (2, 3, 4)
+    result = to_per_sample(np.float32(0.5), "fisher", np.int16(4))
+    assert type(result) is float and result == 8.0

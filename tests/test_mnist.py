@@ -274,7 +274,7 @@ def test_model_builders_reject_bad_arguments():
         classification_model("M6")
     with pytest.raises(ValueError, match="width"):
         mlp(0)
-    with pytest.raises(ValueError, match="depth"):
+    with pytest.raises(TypeError, match="depth must be a positive integer; received 1.5"):
         mlp(10, depth=1.5)
     with pytest.raises(ValueError):
         lenet5("no_such_activation")

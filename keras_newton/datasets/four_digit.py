@@ -29,6 +29,8 @@ model.fit(train, steps_per_epoch=100, epochs=10, validation_data=val)
 
 import numpy as np
 
+from keras_newton import _checks
+
 DIGITS = 4
 IMAGE_SHAPE = (28, 28)
 # Place values of the four positions, left to right.
@@ -104,7 +106,7 @@ def _pixel_scale(images):
 def sample_set_indices(num_images, num_sets, n, seed):
     """Seeded image indices ``(num_sets, n, 4)``: item ``j`` of set ``k`` shows the images
     ``indices[k, j, 0..3]`` left to right."""
-    _check_n(n)
+    n = _checks.check_int("n", n, 2, note="items per set")
     rng = np.random.default_rng(seed)
     return rng.integers(0, num_images, size=(num_sets, n, DIGITS), dtype=np.int64)
 
@@ -146,16 +148,6 @@ def _tf_compose(images, labels, indices, scale):
     return x, tf.cast(y, tf.float32)
 
 
-def _check_n(n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"n (items per set) must be an integer >= 2; received {n!r}.")
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
-
-
 def train_dataset(images, labels, n, batch_size, seed=0):
     """Endless `tf.data.Dataset` of fresh random batches of sets, one batch per step.
 
@@ -175,8 +167,8 @@ def train_dataset(images, labels, n, batch_size, seed=0):
     import tensorflow as tf
 
     images, labels = _check_arrays(images, labels, "training")
-    _check_n(n)
-    _check_positive_int("batch_size", batch_size)
+    n = _checks.check_int("n", n, 2, note="items per set")
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     scale = _pixel_scale(images)
     images_t = tf.constant(images)
     labels_t = tf.constant(labels)
@@ -210,8 +202,8 @@ def eval_dataset(images, labels, n, num_sets, batch_size, seed=1):
     import tensorflow as tf
 
     images, labels = _check_arrays(images, labels, "evaluation")
-    _check_positive_int("num_sets", num_sets)
-    _check_positive_int("batch_size", batch_size)
+    num_sets = _checks.check_positive_int("num_sets", num_sets)
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     indices = sample_set_indices(len(images), num_sets, n, seed)
     scale = _pixel_scale(images)
     images_t = tf.constant(images)
@@ -251,7 +243,7 @@ def four_digit_datasets(mnist, n, batch_size=100, num_validation_sets=None,
     x_tr, y_tr = splits["train"]
     x_va, y_va = splits["validation"]
     x_te, y_te = splits["test"]
-    _check_n(n)
+    n = _checks.check_int("n", n, 2, note="items per set")
     num_validation_sets = num_validation_sets or max(1, len(x_va) // n)
     num_test_sets = num_test_sets or max(1, len(x_te) // n)
     eval_seed = int(eval_seed)

@@ -41,6 +41,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("keras_newton.datasets.tfds_builders needs TensorFlow Datasets: pip "
                       "install tensorflow-datasets") from error
 
+from keras_newton import _checks
 from keras_newton.datasets import four_digit
 
 __all__ = ["FourDigitMnist", "FourDigitMnistConfig", "WarcraftShortestPath",
@@ -138,7 +139,7 @@ class FourDigitMnist(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         config = self.builder_config
-        four_digit._check_n(config.n)
+        _checks.check_int("n", config.n, 2, note="items per set")
         splits = four_digit.split_mnist(self._load_mnist(dl_manager))
         counts = dict(config.num_sets or {})
         generators = {}

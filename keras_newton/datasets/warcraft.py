@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_newton import _checks
+
 __all__ = [
     "TERRAIN_COSTS",
     "TERRAIN_NAMES",
@@ -64,8 +66,7 @@ def read_warcraft_arrays(path, grid=12, splits=SPLITS, mmap=False):
         ``{split: {"maps": uint8 (N, 8g, 8g, 3), "weights": (N, g, g),
         "paths": (N, g, g)}}`` with the stored dtypes.
     """
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid must be a positive integer; received {grid!r}.")
+    grid = _checks.check_positive_int("grid", grid)
     if not os.path.isdir(path):
         raise ValueError(f"path must be a folder with the Warcraft .npy files; {path!r} is not.")
     folder = _split_dir(path, grid)
@@ -203,8 +204,7 @@ def load_warcraft(path, grid=12, batch_size=70, targets="paths", shuffle=True, s
             "targets must be 'paths', 'paths_and_costs' or 'costs'; received "
             f"{targets!r}."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     arrays = read_warcraft_arrays(path, grid)
     mean, std = _channel_stats(arrays["train"]["maps"])
 
@@ -440,16 +440,11 @@ def generate_warcraft(out_dir, n_train=10000, n_val=1000, n_test=1000, grid=12, 
     data = load_warcraft("data/warcraft")
     ```
     """
-    counts = {"train": n_train, "val": n_val, "test": n_test}
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"n_{name} must be a non-negative integer; received {value!r}.")
-    if n_train < 1:
-        raise ValueError(f"n_train must be at least 1; received {n_train!r}.")
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-        raise ValueError(f"grid must be an integer >= 2; received {grid!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; received {seed!r}.")
+    counts = {"train": _checks.check_positive_int("n_train", n_train),
+              "val": _checks.check_non_negative_int("n_val", n_val),
+              "test": _checks.check_non_negative_int("n_test", n_test)}
+    grid = _checks.check_int("grid", grid, 2)
+    seed = _checks.check_non_negative_int("seed", seed)
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
     root = np.random.SeedSequence(seed)

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.paths.exact import shortest_path
 from keras_newton.paths.exact import solve_shortest_paths
 from keras_newton.paths.targets import unpack_path_targets
@@ -123,7 +124,7 @@ class OptimalCostMatch(_PathMetric):
 
     def __init__(self, tolerance=1e-4, name="optimal_cost_match", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.tolerance = _tolerance(tolerance)
+        self.tolerance = _checks.check_non_negative_float("tolerance", tolerance)
 
     def _score(self, pred_paths, paths, costs):
         pred_cost = ops.sum(pred_paths * costs, axis=(1, 2))
@@ -197,9 +198,8 @@ def path_metrics(pred_costs, true_costs, true_paths, tolerance=1e-4, batch_size=
             "pred_costs, true_costs and true_paths must all have shape (N, H, W), N >= 1; received "
             f"{pred_costs.shape}, {true_costs.shape} and {true_paths.shape}."
         )
-    tolerance = _tolerance(tolerance)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
+    tolerance = _checks.check_non_negative_float("tolerance", tolerance)
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     pred_paths = solve_shortest_paths(pred_costs, batch_size=batch_size).astype(np.float64)
     match = np.all(pred_paths == true_paths, axis=(1, 2))
     pred_cost = np.sum(pred_paths * true_costs, axis=(1, 2))
@@ -209,11 +209,3 @@ def path_metrics(pred_costs, true_costs, true_paths, tolerance=1e-4, batch_size=
         "optimal_cost": 100.0 * float(np.mean(pred_cost <= true_cost * (1.0 + tolerance))),
         "cost_ratio": float(np.mean(pred_cost / true_cost)),
     }
-
-
-def _tolerance(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"tolerance must be a non-negative number; received {value!r}.")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"tolerance must be a non-negative finite number; received {value!r}.")
-    return float(value)

@@ -1,10 +1,9 @@
 """Ranking metrics: exact-match and element-wise rank accuracy (docs/conventions.md)."""
 
-import numbers
-
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.sorting.permutation import stable_ranks
 
 
@@ -70,11 +69,7 @@ class ExactMatchAccuracy(_RankMatchMean):
 
     def __init__(self, first=None, name="exact_match", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if first is not None:
-            if isinstance(first, bool) or not isinstance(first, numbers.Integral) or first < 2:
-                raise ValueError(f"first must be None or an integer >= 2; received {first!r}.")
-            first = int(first)
-        self.first = first
+        self.first = _checks.check_int("first", first, 2, allow_none=True)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.first is not None:

@@ -20,6 +20,8 @@ them): a ``Rescaling(1/255)`` layer inside the model scales them to [0, 1]. Pass
 import keras
 from keras import layers
 
+from keras_newton import _checks
+
 MODELS = {
     "M1": ("mlp", 100),
     "M2": ("mlp", 400),
@@ -29,11 +31,6 @@ MODELS = {
 }
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28)
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
 
 
 def _inputs(rescale):
@@ -67,9 +64,9 @@ def mlp(width, depth=5, num_classes=NUM_CLASSES, rescale=True, name=None):
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ```
     """
-    _check_positive_int(width, "width")
-    _check_positive_int(depth, "depth")
-    _check_positive_int(num_classes, "num_classes")
+    width = _checks.check_positive_int("width", width)
+    depth = _checks.check_positive_int("depth", depth)
+    num_classes = _checks.check_positive_int("num_classes", num_classes)
     inputs, x = _inputs(rescale)
     x = layers.Flatten(name="flatten")(x)
     for i in range(depth):
@@ -104,7 +101,7 @@ def lenet5(activation="relu", num_classes=NUM_CLASSES, rescale=True, name=None):
         raise TypeError(f"activation must be a Keras activation name; received "
                         f"{type(activation).__name__}.")
     keras.activations.get(activation)  # raises ValueError for unknown names
-    _check_positive_int(num_classes, "num_classes")
+    num_classes = _checks.check_positive_int("num_classes", num_classes)
     inputs, x = _inputs(rescale)
     x = layers.Reshape((28, 28, 1), name="channels")(x)
     x = layers.Conv2D(6, 5, padding="same", activation=activation, name="c1")(x)

@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from keras_newton import _checks
+
 __all__ = ["ChannelMean", "comb_resnet18"]
 
 
@@ -78,8 +80,7 @@ def comb_resnet18(grid=12, input_shape=(96, 96, 3), name="comb_resnet18"):
     )
     ```
     """
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid must be a positive integer; received {grid!r}.")
+    grid = _checks.check_positive_int("grid", grid)
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             f"input_shape must be (height, width, channels); received {input_shape!r}."

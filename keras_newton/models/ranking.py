@@ -3,10 +3,7 @@
 import keras
 from keras import layers
 
-
-def _check_n(n):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n (items per set) must be an integer >= 2; received {n!r}.")
+from keras_newton import _checks
 
 
 def digit_scorer(image_shape=(28, 112), name="digit_scorer"):
@@ -61,7 +58,7 @@ def multi_digit_cnn(n, image_shape=(28, 112), name="multi_digit_cnn"):
     model.fit(train_sets, steps_per_epoch=1000, epochs=10)
     ```
     """
-    _check_n(n)
+    n = _checks.check_int("n", n, 2, note="items per set")
     image_shape = tuple(int(d) for d in image_shape)
     inputs = keras.Input(shape=(n,) + image_shape, name="images")
     x = layers.Reshape((n,) + image_shape + (1,))(inputs)

@@ -30,6 +30,7 @@ point ties are exact equalities of the float distances.
 import keras
 from keras import ops
 
+from keras_newton import _checks
 from keras_newton.paths.grid import OFFSETS
 from keras_newton.paths.grid import grid_shape
 from keras_newton.paths.grid import neighbours
@@ -248,8 +249,7 @@ def solve_shortest_paths(costs, batch_size=1000, return_cost=False):
     costs = np.asarray(costs, np.float32)
     if costs.ndim != 3 or costs.shape[1] < 1 or costs.shape[2] < 1:
         raise ValueError(f"costs must have shape (N, H, W); received {costs.shape}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
+    batch_size = _checks.check_positive_int("batch_size", batch_size)
     key = costs.shape[1:]
     if key not in _SOLVERS:
         model = keras.Sequential([keras.Input(key), ShortestPath(dtype="float32")])
