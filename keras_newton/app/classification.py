@@ -40,16 +40,25 @@ then amplifies the gradient by up to 1 / lambda).
 import math
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from keras_newton import recipes
 from keras_newton.app import common
 from keras_newton.app.common import welch_test  # noqa: F401  (re-exported)
 
-VARIANTS = recipes.CLASSIFICATION_VARIANTS
+
+def _recipes():
+    """`keras_newton.recipes`, imported on first use: the command line parses without
+    Keras."""
+    from keras_newton import recipes
+
+    return recipes
+
+
+#: The recipes' variants (`keras_newton.recipes.CLASSIFICATION_VARIANTS`; the tests check
+#: they are equal), written out so that the command line parses without Keras.
+VARIANTS = ("baseline", "hessian_elementwise", "hessian", "fisher")
 VARIANT_LABELS = {
     "baseline": "Baseline",
     "hessian_elementwise": "NL (e.w. H)",
@@ -70,7 +79,7 @@ DEFAULTS = {
     "batch_size": 100,
     "lr_sgd": 0.1,
     "lr_adam": 1e-3,
-    "tikhonov": recipes.CLASSIFICATION_TIKHONOV,
+    "tikhonov": 1.0,  # keras_newton.recipes.CLASSIFICATION_TIKHONOV (checked by the tests)
     "sweep_seeds": None,
     "validation": None,
     "data": "bundled",
@@ -332,7 +341,7 @@ def train_one(data, model_name, optimizer, variant, seed, config, progress=True,
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = classification_model(model_name)
-    loss, base = recipes.classification_loss(
+    loss, base = _recipes().classification_loss(
         variant, None if variant == "baseline" else float(tikhonov))
     lr = config["lr_sgd"] if optimizer == "sgd" else config["lr_adam"]
     opt = keras.optimizers.SGD(lr) if optimizer == "sgd" else keras.optimizers.Adam(lr)
@@ -509,7 +518,7 @@ def _jobs(config, seeds, lambdas, with_baseline=True):
             if with_baseline or v != "baseline"]
 
 
-def run_benchmark(config, progress=True, data=None):
+def run_benchmark(config, progress=True, data=None, store=None):
     """Trains every model x optimizer x variant (x lambda in a sweep) x seed of ``config``.
 
     Without ``sweep_seeds`` a sweep runs every lambda on every seed. With it, stage 1 runs
@@ -521,6 +530,8 @@ def run_benchmark(config, progress=True, data=None):
         config: a dict from `make_config` (validated again here).
         progress: print one line per run and epoch progress.
         data: optional preloaded ``(data, source_info)`` as `load_data` returns.
+        store: optional `keras_newton.app.common.ResultsStore`: receives each finished
+            run; its stored runs are not run again (``--resume``).
 
     Returns:
         ``{"config", "data", "environment", "runs", "summary", "wall_time_s"}`` and, in a
@@ -542,15 +553,17 @@ def run_benchmark(config, progress=True, data=None):
 
     def execute(jobs, stage):
         jobs = [j for j in jobs if j not in done]
-        for i, (model, opt, variant, lam, seed) in enumerate(jobs, 1):
+
+        def prefix(i, n, job):
+            model, opt, variant, lam, seed = job
             label = variant if lam is None or grid is None else f"{variant} λ={lam:g}"
-            prefix = (f"[{stage} {i}/{len(jobs)}] {model} {OPTIMIZER_LABELS[opt]} {label} "
-                      f"seed {seed}")
+            return f"[{stage} {i}/{n}] {model} {OPTIMIZER_LABELS[opt]} {label} seed {seed}"
+
+        def train(job, prefix):
+            model, opt, variant, lam, seed = job
             run = train_one(data, model, opt, variant, seed, config, progress, prefix,
                             tikhonov=lam)
             run["stage"] = stage
-            runs.append(run)
-            done.add((model, opt, variant, lam, seed))
             if progress:
                 accs = ", ".join(f"epoch {e}: {100 * a:.2f}%"
                                  for e, a in run["test_accuracy"].items())
@@ -559,6 +572,10 @@ def run_benchmark(config, progress=True, data=None):
                 print(f"{prefix}: test accuracy {accs}; validation {vals or '-'}; step "
                       f"{1e3 * run['step_time']['median_s']:.2f} ms; {run['wall_s']:.1f} s"
                       + ("; DIVERGED" if run["diverged"] else ""), flush=True)
+            return run
+
+        runs.extend(common.run_jobs(jobs, train, store, progress, prefix))
+        done.update(jobs)
 
     if grid is None:
         fixed = lambda m, o, v: [_tikhonov_for(config, v)]  # noqa: E731
@@ -732,20 +749,6 @@ def _split(values):
     return [v for item in values for v in item.split(",") if v]
 
 
-def _parse_seeds(values):
-    items = _split(values)
-    try:
-        ints = [int(v) for v in items]
-    except ValueError:
-        raise ValueError(f"--seeds takes a count N (seeds 0..N-1) or a list of integers; "
-                         f"received {' '.join(values)!r}.") from None
-    if len(ints) == 1:
-        if ints[0] < 1:
-            raise ValueError(f"--seeds N needs N >= 1; received {ints[0]}.")
-        return list(range(ints[0]))
-    return ints
-
-
 def _float(text, what):
     try:
         return float(text)
@@ -804,8 +807,8 @@ def register(subparsers):
                    help="sgd and/or adam")
     p.add_argument("--variants", nargs="+", action="extend", metavar="V",
                    help=f"among {', '.join(VARIANTS)} (default: all)")
-    p.add_argument("--seeds", nargs="+", action="extend", metavar="S",
-                   help="a count N (seeds 0..N-1) or a list of seeds (default 3)")
+    p.add_argument("--seeds", type=common.parse_seeds,
+                   help="comma list of distinct seeds, e.g. 0,1,2 (default 0,1,2)")
     p.add_argument("--epochs", type=int, help="training epochs (default 2); test accuracy "
                                               "is taken after epoch 1 and the last")
     p.add_argument("--batch-size", type=int, help="batch size (default 100)")
@@ -831,8 +834,7 @@ def register(subparsers):
     p.add_argument("--max-test", type=int, help="use the first N test digits")
     p.add_argument("--warmup-steps", type=int,
                    help="untimed steps at the start of each run (default 5)")
-    p.add_argument("--out", default=os.path.join("results", "classification"),
-                   help="output folder for results.json and table.txt")
+    common.add_run_options(p, os.path.join("results", "classification"))
     p.set_defaults(func=run)
     return p
 
@@ -844,7 +846,7 @@ def config_from_args(args):
         "models": _split(args.models) if args.models else None,
         "optimizers": _split(args.optimizers) if args.optimizers else None,
         "variants": _split(args.variants) if args.variants else None,
-        "seeds": _parse_seeds(args.seeds) if args.seeds else None,
+        "seeds": args.seeds,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr_sgd": args.lr_sgd,
@@ -879,30 +881,30 @@ def count_runs(config):
                     + seeds * n_base + (seeds - len(sweep)) * n_newton)
 
 
+def _load(config):
+    """The data of ``config`` (`load_data`); a bad ``validation`` fails here, not mid-run."""
+    data = load_data(config, verbose=True)
+    split_validation(data[0], config)
+    return data
+
+
 def run(args):
     """Entry point of ``keras-newton bench classification``."""
-    try:
+
+    def make():
         config = config_from_args(args)
-    except ValueError as e:
-        print(f"keras-newton bench classification: error: {e}", file=sys.stderr)
-        return 2
-    grid = tikhonov_grid(config)
-    sweep = (f"; tikhonov sweep {', '.join(f'{v:g}' for v in grid)} on seeds "
-             f"{config['sweep_seeds'] or config['seeds']}" if grid else "")
-    print(f"bench classification ({config['preset']} preset): {count_runs(config)} runs: "
-          f"models {', '.join(config['models'])}; optimizers "
-          f"{', '.join(config['optimizers'])}; variants {', '.join(config['variants'])}; "
-          f"seeds {config['seeds']}; epochs {config['epochs']}{sweep}", flush=True)
-    try:
-        data = load_data(config, verbose=True)
-        split_validation(data[0], config)  # a bad --validation fails here, not mid-run
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"keras-newton bench classification: error: {e}", file=sys.stderr)
-        return 2
-    results = run_benchmark(config, progress=True, data=data)
-    table = format_table(results)
-    print()
-    print(table)
-    json_path, _ = write_results(results, args.out)
-    print(f"\nwrote {json_path} and table.txt", flush=True)
-    return 0
+        grid = tikhonov_grid(config)
+        sweep = (f"; tikhonov sweep {', '.join(f'{v:g}' for v in grid)} on seeds "
+                 f"{config['sweep_seeds'] or config['seeds']}" if grid else "")
+        print(f"bench classification ({config['preset']} preset): {count_runs(config)} "
+              f"runs: models {', '.join(config['models'])}; optimizers "
+              f"{', '.join(config['optimizers'])}; variants "
+              f"{', '.join(config['variants'])}; seeds {config['seeds']}; epochs "
+              f"{config['epochs']}{sweep}", flush=True)
+        return config
+
+    return common.run_bench(
+        args, "classification", make, _load,
+        lambda config, data, store: run_benchmark(config, progress=True, data=data,
+                                                  store=store),
+        format_table)

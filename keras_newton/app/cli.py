@@ -12,11 +12,21 @@ Each command lives in its own module of this package, which exposes
 ``register(subparsers)`` adding its parser with ``set_defaults(func=run)``, and is listed
 in `_BENCH_MODULES`, `_DATA_MODULES`, `_TUNE_MODULES` or `_EXPORT_MODULES`
 below.
+
+Errors: a user error of any command (a bad option, a missing file, an unusable ``--out``)
+is one line on stderr, ``keras-newton: error: ...``, with exit status 2 (commands raise
+`keras_newton.app.common.UsageError`; argparse's own errors are turned into it). Any other
+exception is a bug and shows its traceback. Ctrl-C exits with status 130.
 """
 
 import argparse
 import importlib
 import sys
+
+from keras_newton.app.common import EXIT_INTERRUPTED
+from keras_newton.app.common import UsageError
+
+PROG = "keras-newton"
 
 # Modules of keras_newton.app registering a `keras-newton bench <name>` subcommand.
 _BENCH_MODULES = [
@@ -38,9 +48,18 @@ _EXPORT_MODULES = [
 ]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors raise `UsageError` (one line, naming
+    the subcommand) instead of printing the usage and exiting."""
+
+    def error(self, message):
+        where = self.prog[len(PROG):].strip()
+        raise UsageError(f"{where}: {message}" if where else message)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-newton",
+    parser = ArgumentParser(
+        prog=PROG,
         description="Newton losses for Keras: benchmarks and data tools.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,8 +77,19 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    """Runs the command of ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return args.func(args) or 0
+    except UsageError as e:
+        message = " ".join(str(e).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ needed to serve) and writes a SavedModel with the signatures ``serving_default``
 
 import os
 
+from keras_newton.app.common import UsageError
+
 
 def register(subparsers):
     p = subparsers.add_parser("ranker", help="a ranking model as a TF-Serving SavedModel",
@@ -23,15 +25,24 @@ def register(subparsers):
 
 
 def run(args):
+    if not os.path.isfile(args.model):
+        raise UsageError(f"--model must be a saved .keras file; {args.model!r} does not "
+                         "exist.")
+    if os.path.exists(args.out):
+        raise UsageError(f"--out {args.out!r} exists: give a new MODEL_BASE/NAME/VERSION "
+                         "folder.")
     import keras
 
     from keras_newton import serving
 
-    if not os.path.isfile(args.model):
-        raise ValueError(f"--model must be a saved .keras file; {args.model!r} does not "
-                         "exist.")
-    model = keras.saving.load_model(args.model, compile=False)
-    path = serving.export_ranker(model, args.out)
+    try:
+        model = keras.saving.load_model(args.model, compile=False)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--model {args.model!r} cannot be loaded: {e}") from None
+    try:
+        path = serving.export_ranker(model, args.out)
+    except ValueError as e:  # not a ranker, a bad version folder, not TensorFlow
+        raise UsageError(str(e)) from None
     base, version = os.path.split(os.path.normpath(os.path.abspath(path)))
     model_base, name = os.path.split(base)
     print(f"SavedModel written to {path} (model {name!r}, version {version}); signatures:")

@@ -24,15 +24,36 @@ import time
 
 import numpy as np
 
-from keras_newton import recipes
-from keras_newton import tikhonov as tikhonov_scale
 from keras_newton.app import common
 
-RELAXATIONS = recipes.RANKING_RELAXATIONS
-VARIANTS = recipes.RANKING_VARIANTS
-# Default tikhonov per relaxation and curvature: the library's documented values (how they
-# were chosen: `keras_newton.recipes.RANKING_TIKHONOV` and docs/results.md).
-DEFAULT_TIKHONOV = recipes.RANKING_TIKHONOV
+
+def _recipes():
+    """`keras_newton.recipes`, imported on first use: the command line parses without
+    Keras."""
+    from keras_newton import recipes
+
+    return recipes
+
+
+def _tikhonov_scale():
+    from keras_newton import tikhonov
+
+    return tikhonov
+
+
+# Module attributes read from the library on first use (PEP 562). RELAXATIONS, VARIANTS:
+# the recipes' names; DEFAULT_TIKHONOV: the default tikhonov per relaxation and curvature,
+# the library's documented values (how they were chosen:
+# `keras_newton.recipes.RANKING_TIKHONOV` and docs/results.md).
+_FROM_RECIPES = {"RELAXATIONS": "RANKING_RELAXATIONS", "VARIANTS": "RANKING_VARIANTS",
+                 "DEFAULT_TIKHONOV": "RANKING_TIKHONOV"}
+
+
+def __getattr__(name):
+    if name in _FROM_RECIPES:
+        return getattr(_recipes(), _FROM_RECIPES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CPU_DEFAULTS = dict(
     relaxation="neuralsort", n=5, variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
@@ -71,12 +92,13 @@ def make_config(preset="cpu", **overrides):
 
 def validate_config(config):
     config = dict(config)
-    if config["relaxation"] not in RELAXATIONS:
-        raise ValueError(f"relaxation must be one of {RELAXATIONS}; "
+    relaxations, variants = _recipes().RANKING_RELAXATIONS, _recipes().RANKING_VARIANTS
+    if config["relaxation"] not in relaxations:
+        raise ValueError(f"relaxation must be one of {relaxations}; "
                          f"received {config['relaxation']!r}.")
-    unknown = [v for v in config["variants"] if v not in VARIANTS]
+    unknown = [v for v in config["variants"] if v not in variants]
     if unknown:
-        raise ValueError(f"Unknown variants {unknown}; expected some of {VARIANTS}.")
+        raise ValueError(f"Unknown variants {unknown}; expected some of {variants}.")
     for key in ("n", "steps", "batch_size", "eval_every"):
         if not isinstance(config[key], int) or config[key] < (2 if key == "n" else 1):
             raise ValueError(f"{key} must be an integer >= {2 if key == 'n' else 1}; "
@@ -85,8 +107,8 @@ def validate_config(config):
         config["eval_every"] = config["steps"]
     config.setdefault("tikhonov_convention", "per_sample")
     config.setdefault("select_on", "exact_match")
-    if config["tikhonov_convention"] not in tikhonov_scale.CONVENTIONS:
-        raise ValueError(f"tikhonov_convention must be one of {tikhonov_scale.CONVENTIONS}; "
+    if config["tikhonov_convention"] not in _tikhonov_scale().CONVENTIONS:
+        raise ValueError(f"tikhonov_convention must be one of {_tikhonov_scale().CONVENTIONS}; "
                          f"received {config['tikhonov_convention']!r}.")
     if config["select_on"] not in SELECT_ON:
         raise ValueError(f"select_on must be one of {SELECT_ON}; received "
@@ -105,13 +127,13 @@ def validate_config(config):
 
 def _per_sample(config, variant, lam):
     """Our (per-sample) lambda of ``lam`` given in the config's convention."""
-    return tikhonov_scale.to_per_sample(lam, variant, config["batch_size"],
+    return _tikhonov_scale().to_per_sample(lam, variant, config["batch_size"],
                                         config.get("tikhonov_convention", "per_sample"))
 
 
 def _tikhonov_settings(relaxation, given, grid):
     """``(lambda per variant, sweep grid or None)`` from a number, a dict or a list."""
-    tik = dict(DEFAULT_TIKHONOV[relaxation])
+    tik = dict(_recipes().RANKING_TIKHONOV[relaxation])
     if isinstance(given, (list, tuple)):
         if len(given) == 0:
             raise ValueError("tikhonov must be a number or a non-empty list of numbers.")
@@ -135,7 +157,7 @@ RELAXATION_KEYS = ("tau", "power", "steepness", "distribution", "network", "art_
 
 def make_relaxation(config):
     """The config's sorting relaxation (`keras_newton.recipes.ranking_relaxation`)."""
-    return recipes.ranking_relaxation(config["relaxation"],
+    return _recipes().ranking_relaxation(config["relaxation"],
                                       **{k: config[k] for k in RELAXATION_KEYS})
 
 
@@ -145,7 +167,7 @@ def make_loss(config, variant, tikhonov=None):
     overrides the config's value."""
     if variant != "baseline" and tikhonov is None:
         tikhonov = config["tikhonov"][variant]
-    return recipes.ranking_loss(variant, config["relaxation"], tikhonov,
+    return _recipes().ranking_loss(variant, config["relaxation"], tikhonov,
                                 **{k: config[k] for k in RELAXATION_KEYS})
 
 
@@ -168,6 +190,7 @@ def train_one(mnist, variant, seed, config, progress=True, prefix="", tikhonov=N
     """
     import keras
 
+    from keras_newton.callbacks import BestValidation
     from keras_newton.datasets import four_digit_datasets
     from keras_newton.metrics import ElementwiseRankAccuracy, ExactMatchAccuracy
     from keras_newton.metrics import BaseLoss
@@ -193,39 +216,40 @@ def train_one(mnist, variant, seed, config, progress=True, prefix="", tikhonov=N
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss=loss,
                   metrics=metrics, jit_compile=config["jit_compile"])
     timer = common.step_timer()
-    curve = {"step": [], "val_exact_match": [], "val_elementwise": [], "base_loss": []}
-    best = {"val": -1.0, "select": -1.0, "weights": None, "step": 0}
+    # Validation after every `eval_every` steps (one Keras epoch); the best weights on the
+    # selection metric are restored at the end of training (`keras_newton.callbacks`).
+    best = BestValidation(val, monitor=f"val_{select}", mode="max")
     t0 = time.perf_counter()
 
-    class Evaluate(keras.callbacks.Callback):
+    class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            result = self.model.evaluate(val, verbose=0, return_dict=True)
-            step = (epoch + 1) * config["eval_every"]
-            curve["step"].append(step)
-            curve["val_exact_match"].append(float(result["exact_match"]))
-            curve["val_elementwise"].append(float(result["elementwise_accuracy"]))
-            curve["base_loss"].append(float(logs.get("base_loss", float("nan"))))
-            if result[select] > best["select"]:
-                best.update(val=float(result["exact_match"]), select=float(result[select]),
-                            step=step, weights=self.model.get_weights())
             if progress:
-                print(f"{prefix} step {step}/{config['steps']}: base_loss "
-                      f"{curve['base_loss'][-1]:.4f}, val exact match "
-                      f"{100 * result['exact_match']:.2f}% ({time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+                logs = logs or {}
+                print(f"{prefix} step {(epoch + 1) * config['eval_every']}/{config['steps']}"
+                      f": base_loss {float(logs.get('base_loss', float('nan'))):.4f}, val "
+                      f"exact match {100 * logs['val_exact_match']:.2f}% "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     epochs = max(1, config["steps"] // config["eval_every"])
-    model.fit(train, steps_per_epoch=config["eval_every"], epochs=epochs, verbose=0,
-              callbacks=[timer, Evaluate()])
-    model.set_weights(best["weights"])
+    history = model.fit(train, steps_per_epoch=config["eval_every"], epochs=epochs,
+                        verbose=0, callbacks=[timer, best, Progress()])
+    curve = {"step": [e * config["eval_every"] for e in best.epochs],
+             "val_exact_match": best.history["val_exact_match"],
+             "val_elementwise": best.history["val_elementwise_accuracy"],
+             "base_loss": [float(v) for v in history.history.get(
+                 "base_loss", [float("nan")] * len(best.epochs))]}
+    if best.best_epoch is None:  # no finite validation score: test the final weights
+        best_step, best_val = None, None
+    else:
+        best_step = best.best_epoch * config["eval_every"]
+        best_val = curve["val_exact_match"][best.best_epoch - 1]
     result = model.evaluate(test, verbose=0, return_dict=True)
     return {
         "variant": variant, "seed": seed,
         "tikhonov": tikhonov,
         "test_exact_match": float(result["exact_match"]),
         "test_elementwise": float(result["elementwise_accuracy"]),
-        "best_step": best["step"], "best_val_exact_match": best["val"],
+        "best_step": best_step, "best_val_exact_match": best_val,
         "curve": curve,
         "diverged": not all(math.isfinite(v) for v in curve["base_loss"]),
         "step_time": common.step_time_stats(timer.times, config["warmup_steps"]),
@@ -281,26 +305,37 @@ def select_tikhonov(summary):
     return {v: common.pick_best(pairs) for v, pairs in scores.items()}
 
 
-def run_benchmark(config, progress=True, mnist=None):
+def run_benchmark(config, progress=True, mnist=None, store=None, source=None):
     """Every variant (x lambda in a sweep) x seed of ``config``; returns a JSON-serialisable
-    results dict (with ``selected_tikhonov`` in a sweep)."""
+    results dict (with ``selected_tikhonov`` in a sweep).
+
+    ``mnist`` (with its ``source`` description) is loaded when not given; ``store`` (a
+    `keras_newton.app.common.ResultsStore`) receives each finished run, and its stored runs
+    are not run again.
+    """
     config = validate_config(config)
     t0 = time.perf_counter()
     if mnist is None:
         mnist, info = load_data(config, verbose=progress)
     else:
-        info = {"kind": "given"}
-    runs = []
+        info = source or {"kind": "given"}
     jobs = [(label, v, lam, s) for s in config["seeds"] for label, v, lam in _groups(config)]
-    for i, (label, variant, lam, seed) in enumerate(jobs, 1):
-        prefix = f"[{i}/{len(jobs)}] {config['relaxation']} n={config['n']} {label} seed {seed}"
+
+    def prefix(i, n, job):
+        label, _, _, seed = job
+        return f"[{i}/{n}] {config['relaxation']} n={config['n']} {label} seed {seed}"
+
+    def train(job, prefix):
+        _, variant, lam, seed = job
         run = train_one(mnist, variant, seed, config, progress, prefix, tikhonov=lam)
-        runs.append(run)
         if progress:
             print(f"{prefix}: test exact match {100 * run['test_exact_match']:.2f}% "
                   f"(element-wise {100 * run['test_elementwise']:.2f}%) at step "
                   f"{run['best_step']}; step {1e3 * run['step_time']['median_s']:.1f} ms; "
                   f"{run['wall_s']:.0f} s", flush=True)
+        return run
+
+    runs = common.run_jobs(jobs, train, store, progress, prefix)
     summary = summarize(runs, config)
     results = {"benchmark": "ranking", "config": config, "data": info,
                "environment": common.environment(), "runs": runs, "summary": summary,
@@ -356,7 +391,7 @@ def plot(results, path):
 def register(subparsers):
     p = subparsers.add_parser("ranking", help="four-digit MNIST ranking (paper Table 1)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--relaxation", choices=RELAXATIONS)
+    p.add_argument("--relaxation", help="neuralsort (default), softsort or diffsort")
     p.add_argument("--n", type=int, help="items per set (default 5)")
     p.add_argument("--variants", type=common.parse_list,
                    help="comma list of baseline, hessian, fisher, hessian_elementwise")
@@ -376,7 +411,8 @@ def register(subparsers):
     p.add_argument("--batch-size", type=int, help="sets per batch")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--eval-every", type=int)
-    p.add_argument("--seeds", type=lambda s: common.parse_list(s, int))
+    p.add_argument("--seeds", type=common.parse_seeds,
+                   help="comma list of distinct seeds, e.g. 0,1,2 (default 0,1,2)")
     p.add_argument("--tau", type=float, help="NeuralSort / SoftSort temperature")
     p.add_argument("--power", type=float, help="SoftSort distance power")
     p.add_argument("--steepness", type=float, help="DiffSort steepness")
@@ -386,7 +422,7 @@ def register(subparsers):
     p.add_argument("--test-sets", type=int)
     p.add_argument("--data", help="MNIST source: auto, bundled, keras_cache, download, PATH")
     p.add_argument("--jit-compile", action="store_true", default=None)
-    p.add_argument("--out", default="results/ranking")
+    common.add_run_options(p, "results/ranking")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
     group.add_argument("--quick", action="store_true", help="seconds-long smoke run")
@@ -406,6 +442,9 @@ def run(args):
             "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
             "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile",
             "tikhonov_convention", "select_on")
-    return common.run_command(
-        "ranking", lambda: make_config(preset, **_overrides(args, keys)),
-        run_benchmark, format_table, plot, args.out)
+    return common.run_bench(
+        args, "ranking", lambda: make_config(preset, **_overrides(args, keys)),
+        load_data,
+        lambda config, data, store: run_benchmark(config, mnist=data[0], source=data[1],
+                                                  store=store),
+        format_table, plot)

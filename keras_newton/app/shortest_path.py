@@ -28,19 +28,32 @@ import math
 import os
 import time
 
-import keras
 import numpy as np
 
-from keras_newton import recipes
 from keras_newton.app import common
-from keras_newton.datasets.warcraft import normalise_warcraft
 
-METHODS = recipes.SHORTEST_PATH_METHODS
-SAMPLED = recipes.SAMPLED_METHODS
-# lambda per method (all Newton variants), the library's defaults (not tuned yet; see
-# `keras_newton.recipes.SHORTEST_PATH_TIKHONOV`). Override with --tikhonov or tune it with
-# `keras-newton tune shortest-path`.
-DEFAULT_TIKHONOV = recipes.SHORTEST_PATH_TIKHONOV
+
+def _recipes():
+    """`keras_newton.recipes`, imported on first use: the command line parses without
+    Keras."""
+    from keras_newton import recipes
+
+    return recipes
+
+
+# Module attributes read from the library on first use (PEP 562): METHODS, SAMPLED (the
+# recipes' methods) and DEFAULT_TIKHONOV, lambda per method (all Newton variants), the
+# library's defaults (not tuned yet; see `keras_newton.recipes.SHORTEST_PATH_TIKHONOV`).
+# Override with --tikhonov or tune it with `keras-newton tune shortest-path`.
+_FROM_RECIPES = {"METHODS": "SHORTEST_PATH_METHODS", "SAMPLED": "SAMPLED_METHODS",
+                 "DEFAULT_TIKHONOV": "SHORTEST_PATH_TIKHONOV"}
+
+
+def __getattr__(name):
+    if name in _FROM_RECIPES:
+        return getattr(_recipes(), _FROM_RECIPES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CPU_DEFAULTS = dict(
     method="fenchel_young", variants=None, samples=[10], seeds=[0, 1], epochs=5,
@@ -66,6 +79,7 @@ def make_config(preset="cpu", **overrides):
 def validate_config(config):
     config = dict(config)
     method = config["method"]
+    METHODS, SAMPLED = _recipes().SHORTEST_PATH_METHODS, _recipes().SAMPLED_METHODS
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}; received {method!r}.")
     # Relaxed Bellman-Ford: the paper compares baseline and Fisher (Table 2).
@@ -79,7 +93,7 @@ def validate_config(config):
         config["samples"] = [None]
     tik = config.get("tikhonov")
     if tik is None:
-        tik = DEFAULT_TIKHONOV["bf" if method.startswith("bf") else method]
+        tik = _recipes().SHORTEST_PATH_TIKHONOV["bf" if method.startswith("bf") else method]
     if not (math.isfinite(float(tik)) and float(tik) >= 0):
         raise ValueError(f"tikhonov must be finite and >= 0; received {tik!r}.")
     config["tikhonov"] = float(tik)
@@ -92,7 +106,7 @@ def validate_config(config):
 def make_loss(config, variant, samples, seed):
     """The training loss of the variant (`keras_newton.recipes.shortest_path_loss`); the
     base loss is the loss itself for the baseline, else its ``base_loss``."""
-    loss, _ = recipes.shortest_path_loss(
+    loss, _ = _recipes().shortest_path_loss(
         config["method"], variant, samples=samples, seed=seed, sigma=config["sigma"],
         beta=config["beta"], tikhonov=config["tikhonov"],
         absorbing_source=config.get("absorbing_source", False),
@@ -126,6 +140,9 @@ def load_data(config, verbose=True):
 
 
 def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
+    import keras
+
+    from keras_newton.callbacks import PathValidation
     from keras_newton.metrics import BaseLoss
     from keras_newton.metrics.paths import path_metrics
     from keras_newton.models.paths import comb_resnet18
@@ -144,38 +161,34 @@ def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
                   metrics=[BaseLoss(base)], jit_compile=config["jit_compile"])
     timer = common.step_timer()
-    curve = {"epoch": [], "val_perfect_match": [], "base_loss": []}
-    best = {"val": -1.0, "weights": None, "epoch": 0}
+    # Exact-solver validation after every epoch; the best epoch's weights (on validation
+    # perfect match) are restored at the end of training (`keras_newton.callbacks`).
+    x_val, costs_val, paths_val = data["val"]
+    best = PathValidation(x_val, (paths_val, costs_val), batch_size=200,
+                          restore_best_weights=True)
     t0 = time.perf_counter()
 
-    def evaluate(split):
-        xs, costs, paths = data[split]
-        pred = model.predict(xs, batch_size=200, verbose=0)
-        return path_metrics(pred, costs, paths)
-
-    class Evaluate(keras.callbacks.Callback):
+    class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            scores = evaluate("val")
-            curve["epoch"].append(epoch + 1)
-            curve["val_perfect_match"].append(scores["perfect_match"])
-            curve["base_loss"].append(float((logs or {}).get("base_loss", float("nan"))))
-            if scores["perfect_match"] > best["val"]:
-                best.update(val=scores["perfect_match"], epoch=epoch + 1,
-                            weights=self.model.get_weights())
             if progress:
+                logs = logs or {}
                 print(f"{prefix} epoch {epoch + 1}/{config['epochs']}: base_loss "
-                      f"{curve['base_loss'][-1]:.4f}, val perfect match "
-                      f"{scores['perfect_match']:.1f}%, optimal cost "
-                      f"{scores['optimal_cost']:.1f}% ({time.perf_counter() - t0:.0f} s)",
+                      f"{float(logs.get('base_loss', float('nan'))):.4f}, val perfect match "
+                      f"{logs['val_perfect_match']:.1f}%, optimal cost "
+                      f"{logs['val_optimal_cost']:.1f}% ({time.perf_counter() - t0:.0f} s)",
                       flush=True)
 
-    model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"], shuffle=True,
-              verbose=0, callbacks=[timer, Evaluate()])
-    model.set_weights(best["weights"])
-    test = evaluate("test")
+    history = model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"],
+                        shuffle=True, verbose=0, callbacks=[timer, best, Progress()])
+    curve = {"epoch": list(best.epochs),
+             "val_perfect_match": best.history["val_perfect_match"],
+             "base_loss": [float(v) for v in history.history.get(
+                 "base_loss", [float("nan")] * len(best.epochs))]}
+    xs, costs, paths = data["test"]
+    test = path_metrics(model.predict(xs, batch_size=200, verbose=0), costs, paths)
     return {"variant": variant, "samples": samples, "seed": seed,
             "tikhonov": None if variant == "baseline" else config["tikhonov"],
-            "test": test, "best_epoch": best["epoch"], "curve": curve,
+            "test": test, "best_epoch": best.best_epoch, "curve": curve,
             "diverged": not all(math.isfinite(v) for v in curve["base_loss"]),
             "step_time": common.step_time_stats(timer.times, config["warmup_steps"]),
             "wall_s": time.perf_counter() - t0}
@@ -193,28 +206,42 @@ def summarize(runs, config):
     return rows
 
 
-def run_benchmark(config, progress=True, data=None):
+def run_benchmark(config, progress=True, data=None, store=None, source=None):
+    """Every variant x samples x seed of ``config``; returns the results dict.
+
+    ``data`` (normalised, with its ``source`` description) is loaded when not given;
+    ``store`` (a `keras_newton.app.common.ResultsStore`) receives each finished run, and
+    its stored runs are not run again.
+    """
+    from keras_newton.datasets.warcraft import normalise_warcraft
+
     config = validate_config(config)
     t0 = time.perf_counter()
     if data is None:
         arrays, source = load_data(config, verbose=progress)
         data = normalise_warcraft(arrays)
     else:
-        source = {"kind": "given"}
-    runs = []
+        source = source or {"kind": "given"}
     jobs = [(v, k, s) for k in config["samples"] for s in config["seeds"]
             for v in config["variants"]]
-    for i, (variant, samples, seed) in enumerate(jobs, 1):
-        prefix = (f"[{i}/{len(jobs)}] {config['method']} {variant}"
-                  + (f" S={samples}" if samples else "") + f" seed {seed}")
+
+    def prefix(i, n, job):
+        variant, samples, seed = job
+        return (f"[{i}/{n}] {config['method']} {variant}"
+                + (f" S={samples}" if samples else "") + f" seed {seed}")
+
+    def train(job, prefix):
+        variant, samples, seed = job
         run = train_one(data, variant, samples, seed, config, progress, prefix)
-        runs.append(run)
         if progress:
             t = run["test"]
             print(f"{prefix}: test perfect match {t['perfect_match']:.1f}%, optimal cost "
                   f"{t['optimal_cost']:.1f}%, cost ratio {t['cost_ratio']:.4f} (epoch "
                   f"{run['best_epoch']}); step {1e3 * run['step_time']['median_s']:.0f} ms; "
                   f"{run['wall_s']:.0f} s", flush=True)
+        return run
+
+    runs = common.run_jobs(jobs, train, store, progress, prefix)
     return {"benchmark": "shortest_path", "config": config, "data": source,
             "environment": common.environment(), "runs": runs,
             "summary": summarize(runs, config), "wall_time_s": time.perf_counter() - t0}
@@ -257,11 +284,13 @@ def plot(results, path):
 def register(subparsers):
     p = subparsers.add_parser("shortest-path", help="Warcraft shortest paths (Tables 2-3)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", choices=sorted(METHODS))
+    p.add_argument("--method", help="bf_for_l1, bf_for_l2, bf_while_l1, bf_while_l2, "
+                   "smooth_loss, smooth_algorithm or fenchel_young (default)")
     p.add_argument("--variants", type=common.parse_list)
     p.add_argument("--samples", type=lambda s: common.parse_list(s, int),
                    help="samples per prediction for sampled methods, e.g. 3,10,30")
-    p.add_argument("--seeds", type=lambda s: common.parse_list(s, int))
+    p.add_argument("--seeds", type=common.parse_seeds,
+                   help="comma list of distinct seeds, e.g. 0,1 (default 0,1)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
@@ -280,11 +309,18 @@ def register(subparsers):
     p.add_argument("--hessian-baseline", choices=("unperturbed", "none"),
                    help="Fenchel-Young Hessian estimate: subtract w(c) (unperturbed, the "
                    "default) or not (none, Berthet et al.'s estimator)")
-    p.add_argument("--out", default="results/shortest_path")
+    common.add_run_options(p, "results/shortest_path")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
     group.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     p.set_defaults(func=run)
+
+
+def _load(config):
+    from keras_newton.datasets.warcraft import normalise_warcraft
+
+    arrays, source = load_data(config)
+    return normalise_warcraft(arrays), source
 
 
 def run(args):
@@ -292,6 +328,9 @@ def run(args):
     keys = ("method", "variants", "samples", "seeds", "epochs", "batch_size",
             "learning_rate", "sigma", "beta", "tikhonov", "data", "data_cache", "n_train",
             "n_val", "n_test", "jit_compile", "absorbing_source", "hessian_baseline")
-    return common.run_command(
-        "shortest-path", lambda: make_config(preset, **{k: getattr(args, k) for k in keys}),
-        run_benchmark, format_table, plot, args.out)
+    return common.run_bench(
+        args, "shortest_path",
+        lambda: make_config(preset, **{k: getattr(args, k) for k in keys}), _load,
+        lambda config, data, store: run_benchmark(config, data=data[0], source=data[1],
+                                                  store=store),
+        format_table, plot)

@@ -267,7 +267,10 @@ def run_search(config, out, progress=True):
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(config["seed"])
-    fit_args, fit_kwargs, evaluate, info = DATA[config["benchmark"]](config, progress)
+    try:
+        fit_args, fit_kwargs, evaluate, info = DATA[config["benchmark"]](config, progress)
+    except (ValueError, FileNotFoundError) as e:  # bad data settings or a missing source
+        raise common.UsageError(str(e)) from None
     hypermodel = make_hypermodel(config)
     os.makedirs(out, exist_ok=True)
     tuner = make_tuner(config, hypermodel, directory=os.path.abspath(out))
@@ -364,7 +367,7 @@ def register(subparsers):
                               description=__doc__.split("\n\n")[0])
     _add_search_options(p)
     p.add_argument("--n", type=int, help="items per set (default 5)")
-    p.add_argument("--relaxation", choices=("neuralsort", "softsort", "diffsort"))
+    p.add_argument("--relaxation", help="neuralsort (default), softsort or diffsort")
     p.add_argument("--tau", type=parse_range, help="NeuralSort/SoftSort temperature range")
     p.add_argument("--steepness", type=parse_range, help="DiffSort steepness range")
     p.add_argument("--steps-per-epoch", type=int)
@@ -377,9 +380,8 @@ def register(subparsers):
     p = subparsers.add_parser("shortest-path", help="tune Warcraft shortest paths "
                               "(Tables 2-3)", description=__doc__.split("\n\n")[0])
     _add_search_options(p)
-    from keras_newton.app.shortest_path import METHODS
-
-    p.add_argument("--method", choices=sorted(METHODS))
+    p.add_argument("--method", help="bf_for_l1, bf_for_l2, bf_while_l1, bf_while_l2, "
+                   "smooth_loss, smooth_algorithm or fenchel_young (default)")
     p.add_argument("--samples", type=int, help="samples of the sampled methods")
     p.add_argument("--beta", type=parse_range, help="relaxed Bellman-Ford beta range")
     p.add_argument("--sigma", type=parse_range, help="noise scale range (sampled methods)")
@@ -405,9 +407,15 @@ def register(subparsers):
 
 
 def run(args):
-    skip = {"func", "benchmark", "quick", "out", "command", "name"}
+    skip = {"func", "benchmark", "quick", "out", "command", "name", "argv"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
-    config = make_config(args.benchmark, quick=args.quick, **overrides)
+    try:
+        config = make_config(args.benchmark, quick=args.quick, **overrides)
+        import_keras_tuner()
+        make_hypermodel(config)  # bad ranges fail here, before any data is read
+    except (ValueError, ImportError) as e:
+        raise common.UsageError(str(e)) from None
+    common.check_out_dir(args.out)
     summary = run_search(config, args.out)
     print()
     print(format_trials(summary, config["top"]))

@@ -9,6 +9,9 @@ original data set (see `keras_newton.datasets.generate_warcraft`), readable by
 """
 
 
+from keras_newton.app import common
+
+
 def register(subparsers):
     """Adds the ``warcraft`` parser to the ``keras-newton data`` subcommands."""
     parser = subparsers.add_parser(
@@ -17,11 +20,16 @@ def register(subparsers):
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--n-train", type=int, default=10000, help="training maps")
-    parser.add_argument("--n-val", type=int, default=1000, help="validation maps")
-    parser.add_argument("--n-test", type=int, default=1000, help="test maps")
-    parser.add_argument("--grid", type=int, default=12, help="terrain grid side")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--n-train", type=common.int_at_least(1), default=10000,
+                        help="training maps (>= 1)")
+    parser.add_argument("--n-val", type=common.int_at_least(0), default=1000,
+                        help="validation maps")
+    parser.add_argument("--n-test", type=common.int_at_least(0), default=1000,
+                        help="test maps")
+    parser.add_argument("--grid", type=common.int_at_least(2), default=12,
+                        help="terrain grid side (>= 2)")
+    parser.add_argument("--seed", type=common.int_at_least(0), default=0,
+                        help="random seed")
     parser.set_defaults(func=run)
     return parser
 
@@ -29,6 +37,7 @@ def register(subparsers):
 def run(args):
     from keras_newton.datasets.warcraft import generate_warcraft
 
+    common.check_out_dir(args.out)
     info = generate_warcraft(
         args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
         grid=args.grid, seed=args.seed, verbose=True,
