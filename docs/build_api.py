@@ -38,6 +38,7 @@ MODULES = [
     "keras_newton",
     "keras_newton.curvature",
     "keras_newton.tikhonov",
+    "keras_newton.callbacks",
     "keras_newton.layers",
     "keras_newton.losses",
     "keras_newton.metrics",

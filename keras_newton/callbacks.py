@@ -66,6 +66,14 @@ class BestValidation(keras.callbacks.Callback):
     Raises:
         ValueError: for a bad ``mode``, or (while training) when ``monitor`` is not among
             the scores of an epoch.
+
+    Example:
+
+    ```python
+    best = keras_newton.callbacks.BestValidation(val_sets, monitor="val_exact_match")
+    model.fit(train_sets, steps_per_epoch=100, epochs=4, callbacks=[best])
+    model.evaluate(test_sets)  # the weights of epoch best.best_epoch
+    ```
     """
 
     def __init__(self, validation_data=None, monitor="val_loss", mode="max", evaluate=None,

@@ -757,14 +757,6 @@ def _float(text, what):
                          f"{text.strip()!r}.") from None
 
 
-def _parse_seed_list(values):
-    try:
-        return [int(v) for v in _split(values)]
-    except ValueError:
-        raise ValueError(f"--sweep-seeds takes a list of integer seeds; received "
-                         f"{' '.join(values)!r}.") from None
-
-
 def _parse_tikhonov(text):
     """``"1.0"`` -> 1.0; ``"1e-3,0.1,10"`` -> a sweep (list); ``"hessian=1,fisher=0.1"`` ->
     dict (other variants: DEFAULTS). Empty items make a ValueError naming tikhonov."""
@@ -820,9 +812,9 @@ def register(subparsers):
                         "1e-3,1e-2,0.1,1,10,100,1000 sweeps it: every Newton variant at "
                         "every value, each variant's lambda picked per model and optimizer "
                         "on mean validation accuracy at the last epoch")
-    p.add_argument("--sweep-seeds", nargs="+", action="extend", metavar="S",
-                   help="with a --tikhonov sweep: sweep on these seeds only (a list, e.g. "
-                        "0 or 0,1; among --seeds), then run every seed of --seeds at the "
+    p.add_argument("--sweep-seeds", type=common.parse_seeds, metavar="S",
+                   help="with a --tikhonov sweep: sweep on these seeds only (a comma list, "
+                        "e.g. 0 or 0,1; among --seeds), then run every seed of --seeds at the "
                         "picked values (default: sweep on every seed)")
     p.add_argument("--validation", type=int,
                    help="hold out the last N training digits for validation (default: a "
@@ -853,7 +845,7 @@ def config_from_args(args):
         "lr_adam": args.lr_adam,
         "tikhonov": (_parse_tikhonov(args.tikhonov) if args.tikhonov is not None
                      else None),
-        "sweep_seeds": _parse_seed_list(args.sweep_seeds) if args.sweep_seeds else None,
+        "sweep_seeds": args.sweep_seeds,
         "validation": args.validation,
         "data": args.data,
         "max_train": args.max_train,

@@ -467,7 +467,7 @@ def run_bench(args, benchmark, make_config, load_data, run_benchmark, format_tab
     """
     try:
         config = make_config()
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # a setting of the wrong value or type
         raise UsageError(str(e)) from None
     out = check_out_dir(args.out)
     store = ResultsStore.open(out, benchmark, config, resume=args.resume,
