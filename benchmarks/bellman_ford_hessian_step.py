@@ -3,7 +3,7 @@
 The model, batch size and loss are those of ``keras-newton bench shortest-path`` with its CPU
 settings for ``--method bf_for_l1`` (CombResNet18 -> 12x12 costs, batch 70, relaxed
 Bellman-Ford with 25 sweeps and a For traceback, L1 path loss, Adam, the base-loss metric;
-built with `keras_newton.bench.shortest_path.make_loss`). Each variant is timed in the same
+built with `keras_newton.app.shortest_path.make_loss`). Each variant is timed in the same
 run, interleaved step by step in a shuffled order (load from other processes hits them
 alike); medians and ratios to the baseline of the same jit mode are printed.
 
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from keras_newton import NewtonLoss  # noqa: E402
 from keras_newton import curvature as curv  # noqa: E402
-from keras_newton.bench import shortest_path as sp  # noqa: E402
+from keras_newton.app import shortest_path as sp  # noqa: E402
 from keras_newton.metrics import BaseLoss  # noqa: E402
 from keras_newton.models.paths import comb_resnet18  # noqa: E402
 from keras_newton.paths import shortest_path  # noqa: E402
@@ -57,7 +57,7 @@ def data(batch, seed=0):
 
 
 def build(cfg, variant, jit_compile, seed=0):
-    """The model of `keras_newton.bench.shortest_path.train_one` for one variant."""
+    """The model of `keras_newton.app.shortest_path.train_one` for one variant."""
     keras.utils.set_random_seed(seed)
     loss = sp.make_loss(cfg, variant, None, seed)
     base = loss if variant == "baseline" else loss.base_loss
