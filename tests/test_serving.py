@@ -91,7 +91,7 @@ def test_saved_model_cli_run(exported, tmp_path):
                                   np.argsort(reference, axis=-1))
 
 
-def test_bad_exports(exported, tmp_path):
+def test_bad_exports(exported, tmp_path, capsys):
     model, out = exported
     with pytest.raises(ValueError, match="version"):
         export_ranker(model, str(tmp_path / "ranker"))
@@ -102,8 +102,11 @@ def test_bad_exports(exported, tmp_path):
         find_scorer(dense)
     with pytest.raises(TypeError, match="keras.Model"):
         find_scorer("ranker.keras")
-    with pytest.raises(ValueError, match="does not exist"):
-        cli.main(["export", "ranker", "--model", str(tmp_path / "missing.keras"),
-                  "--out", str(tmp_path / "m" / "1")])
+    # A missing model file is a user error: one line on stderr, exit status 2.
+    code = cli.main(["export", "ranker", "--model", str(tmp_path / "missing.keras"),
+                     "--out", str(tmp_path / "m" / "1")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("keras-newton: error: ") and "does not exist" in err[0]
     scorer, shape = find_scorer(model)
     assert shape == (28, 112) and scorer.output_shape == (None, 1)

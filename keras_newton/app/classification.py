@@ -48,12 +48,7 @@ from keras_newton.app import common
 from keras_newton.app.common import welch_test  # noqa: F401  (re-exported)
 
 
-def _recipes():
-    """`keras_newton.recipes`, imported on first use: the command line parses without
-    Keras."""
-    from keras_newton import recipes
-
-    return recipes
+_recipes = common.recipes
 
 
 #: The recipes' variants (`keras_newton.recipes.CLASSIFICATION_VARIANTS`; the tests check

@@ -23,6 +23,26 @@ import numpy as np
 ALPHA = 0.05
 
 
+
+def recipes():
+    """`keras_newton.recipes`, imported on first use, so that the command line parses
+    without Keras."""
+    from keras_newton import recipes as module
+
+    return module
+
+
+def recipe_attributes(module_name, names):
+    """A module ``__getattr__`` (PEP 562) reading ``names`` (``{attribute: name in
+    keras_newton.recipes}``) from the library on first use."""
+
+    def __getattr__(name):
+        if name in names:
+            return getattr(recipes(), names[name])
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+
+    return __getattr__
+
 def step_timer():
     """A Keras callback recording the wall time of every training step (and stopping the
     training after the step when Ctrl-C was pressed during `run_bench`).

@@ -33,12 +33,7 @@ import numpy as np
 from keras_newton.app import common
 
 
-def _recipes():
-    """`keras_newton.recipes`, imported on first use: the command line parses without
-    Keras."""
-    from keras_newton import recipes
-
-    return recipes
+_recipes = common.recipes
 
 
 # Module attributes read from the library on first use (PEP 562): METHODS, SAMPLED (the
@@ -48,11 +43,7 @@ def _recipes():
 _FROM_RECIPES = {"METHODS": "SHORTEST_PATH_METHODS", "SAMPLED": "SAMPLED_METHODS",
                  "DEFAULT_TIKHONOV": "SHORTEST_PATH_TIKHONOV"}
 
-
-def __getattr__(name):
-    if name in _FROM_RECIPES:
-        return getattr(_recipes(), _FROM_RECIPES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = common.recipe_attributes(__name__, _FROM_RECIPES)
 
 
 CPU_DEFAULTS = dict(
