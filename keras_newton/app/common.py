@@ -32,6 +32,16 @@ def recipes():
     return module
 
 
+def preset_config(defaults, presets, preset, overrides, validate):
+    """A bench's settings: ``defaults``, then ``presets[preset]``, then the overrides that
+    are not ``None``; ``preset`` recorded; checked by ``validate(config)``."""
+    config = dict(defaults)
+    config.update(presets[preset])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["preset"] = preset
+    return validate(config)
+
+
 def recipe_attributes(module_name, names):
     """A module ``__getattr__`` (PEP 562) reading ``names`` (``{attribute: name in
     keras_newton.recipes}``) from the library on first use."""

@@ -74,11 +74,8 @@ QUICK = dict(steps=6, eval_every=3, seeds=[0, 1], batch_size=4, validation_sets=
 
 def make_config(preset="cpu", **overrides):
     """The benchmark's settings: ``preset`` in ``"cpu"``, ``"paper"``, ``"quick"``."""
-    config = dict(CPU_DEFAULTS)
-    config.update({"cpu": {}, "paper": PAPER, "quick": QUICK}[preset])
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    config["preset"] = preset
-    return validate_config(config)
+    return common.preset_config(CPU_DEFAULTS, {"cpu": {}, "paper": PAPER, "quick": QUICK},
+                                preset, overrides, validate_config)
 
 
 def validate_config(config):

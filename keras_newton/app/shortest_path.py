@@ -60,11 +60,9 @@ QUICK = dict(epochs=2, n_train=24, n_val=8, n_test=8, batch_size=8, seeds=[0],
 
 
 def make_config(preset="cpu", **overrides):
-    config = dict(CPU_DEFAULTS)
-    config.update({"cpu": {}, "paper": PAPER, "quick": QUICK}[preset])
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    config["preset"] = preset
-    return validate_config(config)
+    """The benchmark's settings: ``preset`` in ``"cpu"``, ``"paper"``, ``"quick"``."""
+    return common.preset_config(CPU_DEFAULTS, {"cpu": {}, "paper": PAPER, "quick": QUICK},
+                                preset, overrides, validate_config)
 
 
 def validate_config(config):

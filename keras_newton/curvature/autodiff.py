@@ -54,17 +54,20 @@ def autodiff_derivatives(per_sample_fn, y_true, y_pred, hessian=True):
     Returns:
         `LossDerivatives` with ``gradient`` ``(B, m)`` and dense ``hessian`` or ``None``.
     """
+    return _by_backend({"tensorflow": _tf_derivatives, "jax": _jax_derivatives,
+                        "torch": _torch_derivatives},
+                       per_sample_fn, y_true, y_pred, hessian)
+
+
+def _by_backend(functions, *args):
+    """Calls the current Keras backend's entry of ``functions`` with ``args``."""
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _tf_derivatives(per_sample_fn, y_true, y_pred, hessian)
-    if backend == "jax":
-        return _jax_derivatives(per_sample_fn, y_true, y_pred, hessian)
-    if backend == "torch":
-        return _torch_derivatives(per_sample_fn, y_true, y_pred, hessian)
-    raise NotImplementedError(
-        f"keras-newton computes autodiff curvature on the tensorflow, jax and torch "
-        f"backends; the current Keras backend is {backend!r}."
-    )
+    if backend not in functions:
+        raise NotImplementedError(
+            f"keras-newton computes autodiff curvature on the tensorflow, jax and torch "
+            f"backends; the current Keras backend is {backend!r}."
+        )
+    return functions[backend](*args)
 
 
 def _tf_derivatives(per_sample_fn, y_true, y_pred, hessian):
@@ -140,17 +143,9 @@ def autodiff_shared_hessian(per_sample_fn, y_true, y_pred, weights=None):
         ``(gradient, hessian_sum)``: the per-sample gradients ``(B, m)`` (unweighted) and
         ``sum_i w_i d2 l_i / d y_i2`` ``(m, m)``.
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights)
-    if backend == "jax":
-        return _jax_shared_hessian(per_sample_fn, y_true, y_pred, weights)
-    if backend == "torch":
-        return _torch_shared_hessian(per_sample_fn, y_true, y_pred, weights)
-    raise NotImplementedError(
-        f"keras-newton computes autodiff curvature on the tensorflow, jax and torch "
-        f"backends; the current Keras backend is {backend!r}."
-    )
+    return _by_backend({"tensorflow": _tf_shared_hessian, "jax": _jax_shared_hessian,
+                        "torch": _torch_shared_hessian},
+                       per_sample_fn, y_true, y_pred, weights)
 
 
 def _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights):
