@@ -19,6 +19,10 @@ from keras_newton import curvature as curv
 DEFAULT_TIKHONOV = 1e-2
 
 
+def _is_float(dtype):
+    return "float" in keras.backend.standardize_dtype(dtype)
+
+
 @keras.saving.register_keras_serializable(package="keras_newton")
 class NewtonLoss(keras.losses.Loss):
     """Newton loss of a base loss (Petersen et al., NeurIPS 2024, Definitions 1-3).
@@ -109,7 +113,10 @@ class NewtonLoss(keras.losses.Loss):
         """
         y_pred = ops.convert_to_tensor(y_pred)
         z = self._target(y_true, y_pred, sample_weight)
-        return ops.cast(z, y_pred.dtype)
+        # Integer (or bool) predictions are computed and returned in float: a Newton step
+        # is not an integer.
+        dtype = y_pred.dtype if _is_float(y_pred.dtype) else z.dtype
+        return ops.cast(z, dtype)
 
     def _target(self, y_true, y_pred, sample_weight):
         """``z*`` in the compute dtype (float32 or wider)."""

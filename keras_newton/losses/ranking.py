@@ -179,6 +179,13 @@ class RankingLoss(keras.losses.Loss):
                 f"y_true must hold the values to be ordered, shape (batch, n); received "
                 f"shape {tuple(y_true.shape)} for scores of shape {tuple(s.shape)}."
             )
+        if any(a is not None and b is not None and a != b
+               for a, b in zip(tuple(y_true.shape), tuple(s.shape))):
+            raise ValueError(
+                f"y_true and the scores must have the same shape (batch, n): one value per "
+                f"scored item; received y_true of shape {tuple(y_true.shape)} and scores "
+                f"of shape {tuple(s.shape)}."
+            )
         return y_true
 
     def uses_closed_form(self, n, hessian=True):

@@ -182,6 +182,8 @@ class RelaxedBellmanFord(keras.layers.Layer):
     def call(self, costs):
         costs = ops.convert_to_tensor(costs)
         out_dtype = costs.dtype
+        if "float" not in keras.backend.standardize_dtype(out_dtype):
+            out_dtype = "float32"  # integer costs: a soft path is computed and returned in float
         h, w = grid_shape(costs)
         work = "float64" if keras.backend.standardize_dtype(out_dtype) == "float64" else "float32"
         costs = ops.cast(costs, work)
