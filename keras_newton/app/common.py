@@ -53,6 +53,20 @@ def recipe_attributes(module_name, names):
 
     return __getattr__
 
+def epoch_printer(line, enabled=True):
+    """A Keras callback printing ``line(epoch, logs, elapsed_s)`` after every epoch (the
+    benches' progress lines); prints nothing when ``enabled`` is false."""
+    import keras
+
+    t0 = time.perf_counter()
+
+    def on_epoch_end(epoch, logs=None):
+        if enabled:
+            print(line(epoch, logs or {}, time.perf_counter() - t0), flush=True)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
 def step_timer():
     """A Keras callback recording the wall time of every training step (and stopping the
     training after the step when Ctrl-C was pressed during `run_bench`).

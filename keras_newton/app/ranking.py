@@ -208,19 +208,14 @@ def train_one(mnist, variant, seed, config, progress=True, prefix="", tikhonov=N
     # selection metric are restored at the end of training (`keras_newton.callbacks`).
     best = BestValidation(val, monitor=f"val_{select}", mode="max")
     t0 = time.perf_counter()
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if progress:
-                logs = logs or {}
-                print(f"{prefix} step {(epoch + 1) * config['eval_every']}/{config['steps']}"
-                      f": base_loss {float(logs.get('base_loss', float('nan'))):.4f}, val "
-                      f"exact match {100 * logs['val_exact_match']:.2f}% "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    printer = common.epoch_printer(lambda epoch, logs, elapsed: (
+        f"{prefix} step {(epoch + 1) * config['eval_every']}/{config['steps']}: base_loss "
+        f"{float(logs.get('base_loss', float('nan'))):.4f}, val exact match "
+        f"{100 * logs['val_exact_match']:.2f}% ({elapsed:.0f} s)"), progress)
 
     epochs = max(1, config["steps"] // config["eval_every"])
     history = model.fit(train, steps_per_epoch=config["eval_every"], epochs=epochs,
-                        verbose=0, callbacks=[timer, best, Progress()])
+                        verbose=0, callbacks=[timer, best, printer])
     curve = {"step": [e * config["eval_every"] for e in best.epochs],
              "val_exact_match": best.history["val_exact_match"],
              "val_elementwise": best.history["val_elementwise_accuracy"],

@@ -156,19 +156,14 @@ def train_one(data, variant, samples, seed, config, progress=True, prefix=""):
     best = PathValidation(x_val, (paths_val, costs_val), batch_size=200,
                           restore_best_weights=True)
     t0 = time.perf_counter()
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if progress:
-                logs = logs or {}
-                print(f"{prefix} epoch {epoch + 1}/{config['epochs']}: base_loss "
-                      f"{float(logs.get('base_loss', float('nan'))):.4f}, val perfect match "
-                      f"{logs['val_perfect_match']:.1f}%, optimal cost "
-                      f"{logs['val_optimal_cost']:.1f}% ({time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+    printer = common.epoch_printer(lambda epoch, logs, elapsed: (
+        f"{prefix} epoch {epoch + 1}/{config['epochs']}: base_loss "
+        f"{float(logs.get('base_loss', float('nan'))):.4f}, val perfect match "
+        f"{logs['val_perfect_match']:.1f}%, optimal cost {logs['val_optimal_cost']:.1f}% "
+        f"({elapsed:.0f} s)"), progress)
 
     history = model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"],
-                        shuffle=True, verbose=0, callbacks=[timer, best, Progress()])
+                        shuffle=True, verbose=0, callbacks=[timer, best, printer])
     curve = {"epoch": list(best.epochs),
              "val_perfect_match": best.history["val_perfect_match"],
              "base_loss": [float(v) for v in history.history.get(
