@@ -117,9 +117,17 @@ def test_paper_preset_settings_and_tikhonov_grid():
         lams = [lam for _, v, lam in groups if v == variant]
         np.testing.assert_allclose(lams, [t * 100**power for t in grid], rtol=1e-12)
     # A single batch-mean value is converted the same way.
+    # A single batch-mean value is converted the same way where the loss is built, and
+    # validating the validated config again (as run_benchmark does) changes nothing.
     config = ranking.make_config("paper", tikhonov=[0.5])
-    assert config["tikhonov"]["hessian"] == pytest.approx(50.0)
-    assert config["tikhonov"]["fisher"] == pytest.approx(5000.0)
+    for _ in range(2):
+        assert ranking.make_loss(config, "hessian")[0].tikhonov == pytest.approx(50.0)
+        assert ranking.make_loss(config, "fisher")[0].tikhonov == pytest.approx(5000.0)
+        config = ranking.validate_config(config)
+    # Without a value the documented per-sample defaults are used as they are.
+    config = ranking.validate_config(ranking.make_config("paper"))
+    for variant, lam in ranking.DEFAULT_TIKHONOV["neuralsort"].items():
+        assert ranking.make_loss(config, variant)[0].tikhonov == pytest.approx(lam)
     with pytest.raises(ValueError, match="select_on"):
         ranking.make_config("cpu", select_on="loss")
 

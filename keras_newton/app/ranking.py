@@ -102,14 +102,17 @@ def validate_config(config):
         raise ValueError(f"select_on must be one of {SELECT_ON}; received "
                          f"{config['select_on']!r}.")
     given = config.get("tikhonov")
+    given_for = (set(given) if isinstance(given, dict)
+                 else set() if given is None or (isinstance(given, (list, tuple))
+                                                 and len(given) > 1)
+                 else set(_recipes().RANKING_TIKHONOV[config["relaxation"]]))
     config["tikhonov"], config["tikhonov_grid"] = _tikhonov_settings(
         config["relaxation"], given, config.get("tikhonov_grid"))
-    if config["tikhonov_convention"] != "per_sample" and given is not None and not (
-            isinstance(given, (list, tuple)) and len(given) > 1):
-        # Values given in the batch-mean convention; the documented defaults are ours.
-        given_for = set(config["tikhonov"]) if not isinstance(given, dict) else set(given)
-        config["tikhonov"] = {v: (_per_sample(config, v, lam) if v in given_for else lam)
-                              for v, lam in config["tikhonov"].items()}
+    # config["tikhonov"] is kept in the config's convention (converted where a loss is
+    # built), so validating a validated config changes nothing; the documented defaults
+    # are ours and are expressed in that convention.
+    config["tikhonov"] = {v: (lam if v in given_for else lam / _per_sample(config, v, 1.0))
+                          for v, lam in config["tikhonov"].items()}
     return config
 
 
@@ -151,10 +154,10 @@ def make_relaxation(config):
 
 def make_loss(config, variant, tikhonov=None):
     """``(loss, base_loss)`` of one variant (`keras_newton.recipes.ranking_loss`);
-    ``tikhonov`` (per-sample scale, as ``config["tikhonov"]`` after `validate_config`)
-    overrides the config's value."""
+    ``tikhonov`` (our per-sample scale) overrides the config's value, which is in the
+    config's ``tikhonov_convention`` and converted here."""
     if variant != "baseline" and tikhonov is None:
-        tikhonov = config["tikhonov"][variant]
+        tikhonov = _per_sample(config, variant, config["tikhonov"][variant])
     return _recipes().ranking_loss(variant, config["relaxation"], tikhonov,
                                 **{k: config[k] for k in RELAXATION_KEYS})
 
