@@ -15,6 +15,7 @@ from keras import ops
 
 from keras_newton import _checks
 from keras_newton import curvature as curv
+from keras_newton.curvature.protocol import flatten_samples
 
 DEFAULT_TIKHONOV = 1e-2
 
@@ -112,6 +113,9 @@ class NewtonLoss(keras.losses.Loss):
             sample_weight: optional ``(B,)`` weights of the shared curvature mean.
         """
         y_pred = ops.convert_to_tensor(y_pred)
+        if y_true is not None:
+            # As Keras' Loss.__call__ does: the base loss sees backend tensors.
+            y_true = keras.tree.map_structure(ops.convert_to_tensor, y_true)
         z = self._target(y_true, y_pred, sample_weight)
         # Integer (or bool) predictions are computed and returned in float: a Newton step
         # is not an integer.
@@ -124,6 +128,8 @@ class NewtonLoss(keras.losses.Loss):
         y = ops.stop_gradient(y_pred)
         if keras.backend.standardize_dtype(y.dtype) not in ("float32", "float64"):
             y = ops.cast(y, "float32")
+        if y.shape[0] == 0:
+            return y  # an empty batch takes an empty step (no curvature to estimate)
         need_hessian = self.curvature in ("hessian", "hessian_elementwise")
         weights = self._weights(sample_weight, y)
         # The shared Hessian needs only sum_i w_i H_i: from autodiff it comes as the
@@ -182,15 +188,21 @@ class NewtonLoss(keras.losses.Loss):
         # The curvature mean is weighted like the losses: pass the weights to `call`.
         self._sample_weight = sample_weight
         try:
-            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+            loss = super().__call__(y_true, y_pred, sample_weight=sample_weight)
         finally:
             self._sample_weight = None
+        if tuple(loss.shape) == (0,) and self.reduction not in (None, "none"):
+            # Keras returns an empty batch's losses unreduced; a reduced loss is a scalar,
+            # and the loss of no samples is 0 (as Keras gives for a batch that turns out
+            # empty inside a traced function).
+            loss = ops.zeros((), dtype=loss.dtype)
+        return loss
 
     def call(self, y_true, y_pred):
         """Per-sample Newton loss ``1/2 ||z*_i - y_i||^2``, shape ``(B,)``."""
         y = ops.convert_to_tensor(y_pred)
         z = self._target(y_true, y, self._sample_weight)
-        diff = ops.reshape(ops.cast(y, z.dtype) - z, (ops.shape(y)[0], -1))
+        diff = flatten_samples(ops.cast(y, z.dtype) - z)
         return 0.5 * ops.sum(ops.square(diff), axis=-1)
 
     def get_config(self):

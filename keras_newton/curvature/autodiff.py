@@ -28,6 +28,7 @@ It also holds `cross_replica_sum`, which sums the shared curvature across replic
 """
 
 import math
+import weakref
 
 import keras
 
@@ -70,6 +71,113 @@ def _by_backend(functions, *args):
     return functions[backend](*args)
 
 
+def _loss_name(per_sample_fn):
+    """A readable name of the loss behind ``per_sample_fn`` for error messages."""
+    name = getattr(per_sample_fn, "loss_name", None)
+    if name:
+        return name
+    owner = getattr(per_sample_fn, "__self__", None)
+    if owner is not None:
+        return type(owner).__name__
+    return getattr(per_sample_fn, "__name__", type(per_sample_fn).__name__)
+
+
+def not_differentiable_error(per_sample_fn, detail):
+    """The ``ValueError`` for a base loss without a gradient w.r.t. ``y_pred``."""
+    return ValueError(
+        f"base_loss {_loss_name(per_sample_fn)} is not differentiable with respect to "
+        f"y_pred: {detail}. Its Newton step would be zero and training would never change "
+        "the model (Keras reports this as 'No gradients provided'). Use a differentiable "
+        "loss or relaxation (e.g. softmax instead of argmax, a relaxed sort instead of a "
+        "hard one)."
+    )
+
+
+def _check_loss_dtype(per_sample_fn, losses):
+    dtype = keras.backend.standardize_dtype(losses.dtype)
+    if "float" not in dtype:
+        raise not_differentiable_error(
+            per_sample_fn, f"it returned losses of dtype {dtype}, not float")
+
+
+# Signatures (y_true and y_pred shapes and dtypes) whose loss was found differentiable, per
+# loss owner, so that JAX and PyTorch check a loss once per input signature.
+_CHECKED = weakref.WeakKeyDictionary()
+
+
+def _signature(per_sample_fn, y_true, y_pred):
+    func = getattr(per_sample_fn, "__func__", per_sample_fn)
+    return (id(func),) + tuple(
+        (tuple(x.shape), str(x.dtype)) if hasattr(x, "shape") else (repr(x),)
+        for x in (y_true, y_pred))
+
+
+def _checked_once(per_sample_fn, y_true, y_pred, check):
+    """Runs ``check()`` unless it already passed for this loss and input signature."""
+    owner = getattr(per_sample_fn, "__self__", per_sample_fn)
+    key = _signature(per_sample_fn, y_true, y_pred)
+    try:
+        seen = _CHECKED.setdefault(owner, set())
+    except TypeError:  # not weak-referenceable: check every time
+        seen = set()
+    if key not in seen:
+        check()
+        seen.add(key)
+
+
+def _jax_check_differentiable(per_sample_fn, y_true, y_pred):
+    """Raises unless some tangent of ``y_pred`` reaches the losses (a jaxpr data-flow walk:
+    argmax, rounding or stop_gradient give a symbolic zero tangent)."""
+    import jax
+    from jax.extend import core as jax_core
+
+    def check():
+        _check_loss_dtype(per_sample_fn, jax.eval_shape(per_sample_fn, y_true, y_pred))
+
+        def tangent(yt, y, t):
+            return jax.jvp(lambda v: per_sample_fn(yt, v), (y,), (t,))[1]
+
+        jaxpr = jax.make_jaxpr(tangent)(y_true, y_pred, y_pred).jaxpr
+        reached = {jaxpr.invars[-1]}
+        for eqn in jaxpr.eqns:
+            if any(not isinstance(v, jax_core.Literal) and v in reached for v in eqn.invars):
+                reached.update(eqn.outvars)
+        if not any(not isinstance(v, jax_core.Literal) and v in reached
+                   for v in jaxpr.outvars):
+            raise not_differentiable_error(
+                per_sample_fn, "its derivative is identically zero (no gradient path)")
+
+    _checked_once(per_sample_fn, y_true, y_pred, check)
+
+
+def _torch_check_differentiable(per_sample_fn, y_true, y_pred):
+    """Raises unless the losses are connected to ``y_pred`` in PyTorch's autograd graph."""
+    import torch
+
+    def check():
+        with torch.enable_grad():
+            y = y_pred.detach().requires_grad_(True)
+            losses = per_sample_fn(y_true, y)
+        _check_loss_dtype(per_sample_fn, losses)
+        if not losses.requires_grad:
+            raise not_differentiable_error(
+                per_sample_fn, "its value carries no gradient (no autograd path)")
+
+    _checked_once(per_sample_fn, y_true, y_pred, check)
+
+
+def _tf_gradient(per_sample_fn, tape, losses, x):
+    """``d sum(losses) / d x`` on ``tape``; raises if no gradient path reaches ``x``."""
+    import tensorflow as tf
+
+    _check_loss_dtype(per_sample_fn, losses)
+    g = tape.gradient(losses, x, unconnected_gradients=tf.UnconnectedGradients.NONE)
+    if g is None:
+        raise not_differentiable_error(
+            per_sample_fn, "no gradient path leads from its value back to y_pred")
+    return g
+
+
 def _tf_derivatives(per_sample_fn, y_true, y_pred, hessian):
     import tensorflow as tf
 
@@ -83,14 +191,22 @@ def _tf_derivatives(per_sample_fn, y_true, y_pred, hessian):
             inner.watch(flat_y)
             losses = per_sample_fn(y_true, tf.reshape(flat_y, shape))
         # The batch sum's gradient is the per-sample gradient (decomposable loss).
-        return inner.gradient(losses, flat_y, unconnected_gradients=zero)
+        return _tf_gradient(per_sample_fn, inner, losses, flat_y)
 
     if not hessian:
         return LossDerivatives(grad_of(flat), None)
     with tf.GradientTape() as outer:
         outer.watch(flat)
         g = grad_of(flat)
-    h = outer.batch_jacobian(g, flat, unconnected_gradients=zero)
+    if flat.shape[0] is not None:
+        h = outer.batch_jacobian(g, flat, unconnected_gradients=zero)
+    else:
+        # batch_jacobian fails on a batch that turns out empty at run time.
+        m = _static_size(y.shape)
+        h = tf.cond(
+            tf.shape(flat)[0] > 0,
+            lambda: outer.batch_jacobian(g, flat, unconnected_gradients=zero),
+            lambda: tf.zeros((0, m, m), g.dtype))
     return LossDerivatives(g, h)
 
 
@@ -98,6 +214,7 @@ def _jax_derivatives(per_sample_fn, y_true, y_pred, hessian):
     import jax
 
     y = jax.lax.stop_gradient(y_pred)
+    _jax_check_differentiable(per_sample_fn, y_true, y)
     sample_shape = (1,) + tuple(y.shape[1:])
     flat = y.reshape((y.shape[0], -1))
 
@@ -113,6 +230,7 @@ def _torch_derivatives(per_sample_fn, y_true, y_pred, hessian):
     import torch.func
 
     y = y_pred.detach()
+    _torch_check_differentiable(per_sample_fn, y_true, y)
     sample_shape = (1,) + tuple(y.shape[1:])
     flat = y.reshape((y.shape[0], -1))
 
@@ -164,7 +282,7 @@ def _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights):
             inner.watch(shifted)
             losses = per_sample_fn(y_true, tf.reshape(shifted, shape))
         # The batch sum's gradient is the per-sample gradient (decomposable loss) ...
-        g = inner.gradient(losses, shifted, unconnected_gradients=zero)
+        g = _tf_gradient(per_sample_fn, inner, losses, shifted)
         # ... and its weighted sum over the batch the gradient of phi w.r.t. delta.
         if weights is None:
             grad_phi = tf.reduce_sum(g, axis=0)
@@ -183,6 +301,7 @@ def _jax_shared_hessian(per_sample_fn, y_true, y_pred, weights):
     import jax.numpy as jnp
 
     y = jax.lax.stop_gradient(y_pred)
+    _jax_check_differentiable(per_sample_fn, y_true, y)
     flat = y.reshape((y.shape[0], -1))
 
     def losses_at(shifted):
@@ -203,6 +322,7 @@ def _torch_shared_hessian(per_sample_fn, y_true, y_pred, weights):
     import torch.func
 
     y = y_pred.detach()
+    _torch_check_differentiable(per_sample_fn, y_true, y)
     flat = y.reshape((y.shape[0], -1))
 
     def losses_at(shifted):

@@ -13,6 +13,9 @@ and BCE average over it), ``t`` the target, ``q = softmax(y)``, ``s = sigmoid(y)
 | BinaryCrossentropy(from_logits=False) (Ex.3) | ((1-t)/(1-y) - t/y)/d  | (t/y^2 + (1-t)/(1-y)^2)/d |
 | BinaryCrossentropy(from_logits=True) (Ex. 4) | (s - t) / d            | s (1 - s) / d (diagonal)  |
 
+For sparse labels, Keras' own loss value is computed alongside, so that an out-of-range
+label meets the base loss's own check rather than a silent zero row of ``one_hot``.
+
 Keras clips probabilities to ``[eps, 1 - eps]`` in BCE; where a prediction lies outside,
 the loss is flat and both derivatives are zero, exactly as automatic differentiation gives.
 """
@@ -21,6 +24,7 @@ import keras
 from keras import ops
 
 from keras_newton.curvature.protocol import LossDerivatives
+from keras_newton.curvature.protocol import flatten_samples
 
 _LOSSES = keras.losses
 
@@ -30,10 +34,6 @@ def _fn_and_options(loss):
     if isinstance(loss, keras.losses.Loss):
         return getattr(loss, "fn", None), dict(getattr(loss, "_fn_kwargs", {}) or {})
     return loss, {}
-
-
-def _flatten(x):
-    return ops.reshape(x, (ops.shape(x)[0], -1))
 
 
 def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
@@ -66,7 +66,8 @@ def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
         t = ops.cast(y_true, dtype)
         g = 2.0 * (y_pred - t) / d
         h = ops.full_like(g, 2.0 / d) if hessian else None
-        return LossDerivatives(_flatten(g), _flatten(h) if hessian else None, diagonal=True)
+        return LossDerivatives(flatten_samples(g), flatten_samples(h) if hessian else None,
+                               diagonal=True)
 
     if fn is _LOSSES.binary_crossentropy:
         if y_true_shape != y_pred_shape or len(y_pred_shape) < 2:
@@ -86,7 +87,8 @@ def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
             y = ops.clip(y_pred, eps, 1.0 - eps)
             g = inside * ((1.0 - t) / (1.0 - y) - t / y) / d
             h = inside * (t / y**2 + (1.0 - t) / (1.0 - y) ** 2) / d if hessian else None
-        return LossDerivatives(_flatten(g), _flatten(h) if hessian else None, diagonal=True)
+        return LossDerivatives(flatten_samples(g), flatten_samples(h) if hessian else None,
+                               diagonal=True)
 
     sparse = fn is _LOSSES.sparse_categorical_crossentropy
     if fn is _LOSSES.categorical_crossentropy or sparse:
@@ -98,6 +100,11 @@ def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
                 return None
             if not (y_true_shape == y_pred_shape[:1] or y_true_shape == (y_pred_shape[0], 1)):
                 return None
+            # one_hot maps an out-of-range label to a zero row, silently. Keras' own loss
+            # is evaluated first, and g made to depend on it, so that its label check runs
+            # and acts as the base loss does (TensorFlow CPU, PyTorch: the error Keras
+            # gives; where Keras returns NaN, g is NaN; JAX drops the sample as Keras does).
+            value = fn(y_true, y_pred, **opts)
             labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
             t = ops.one_hot(labels, k, dtype=dtype)
         else:
@@ -107,6 +114,8 @@ def closed_form_derivatives(loss, y_true, y_pred, hessian=True):
         q = ops.softmax(y_pred, axis=-1)
         mass = ops.sum(t, axis=-1, keepdims=True)
         g = q * mass - t
+        if sparse:
+            g = ops.where(ops.isnan(ops.reshape(value, (-1, 1))), float("nan"), g)
         h = None
         if hessian:
             h = mass[..., None] * (

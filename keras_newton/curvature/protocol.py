@@ -35,6 +35,7 @@ model.compile("adam", loss=NewtonLoss(Quartic(), curvature="hessian", tikhonov=1
 ```
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import keras
@@ -97,6 +98,9 @@ def resolve_base_loss(base_loss):
         values = raw(y_true, y_pred)
         return sum_to_per_sample(values, y_pred)
 
+    per_sample_fn.loss_name = (
+        type(obj).__name__ if isinstance(obj, keras.losses.Loss)
+        else getattr(obj, "__name__", type(obj).__name__))
     return obj, per_sample_fn
 
 
@@ -119,3 +123,12 @@ def sum_to_per_sample(values, y_pred):
     if rank > 1:
         values = ops.sum(values, axis=tuple(range(1, rank)))
     return values
+
+
+def flatten_samples(x):
+    """``(B, ...)`` to ``(B, m)``, keeping ``m`` static when the batch size is not (and
+    working for ``B = 0``, where ``-1`` cannot be inferred)."""
+    dims = tuple(x.shape[1:])
+    if all(d is not None for d in dims):
+        return ops.reshape(x, (-1, int(math.prod(dims))))
+    return ops.reshape(x, (ops.shape(x)[0], -1))

@@ -19,7 +19,9 @@ Singular or indefinite matrices. Matrices are symmetric and decomposed with `eig
 ``|a| > tiny``, else ``0`` (``rcond = m * eps`` of the compute dtype, as in NumPy's
 ``lstsq``). So a non-singular matrix gets exactly the paper's step, negative curvature
 included, and a direction with no (numerically zero) curvature gets no Newton step at all:
-finite inputs always give a finite ``z*``. Diagonal Hessians (the closed forms of BCE and
+finite inputs always give a finite ``z*``. A matrix with a NaN or infinite entry gives a
+NaN step (shared matrices: the whole batch's; per-sample ones: that sample's), never a
+failed decomposition. Diagonal Hessians (the closed forms of BCE and
 MSE) are solved element-wise with the ``tiny`` guard only.
 """
 
@@ -41,16 +43,24 @@ def _tiny(dtype):
 
 
 def _reciprocal(a, threshold):
-    """``1 / a`` where ``|a| > threshold``, else 0, without ever dividing by zero."""
+    """``1 / a`` where ``|a| > threshold``, NaN where ``a`` is NaN, else 0, without ever
+    dividing by zero."""
     keep = ops.abs(a) > threshold
     safe = ops.where(keep, a, ops.ones_like(a))
-    return ops.where(keep, 1.0 / safe, ops.zeros_like(a))
+    return ops.where(keep, 1.0 / safe, ops.where(ops.isnan(a), a, ops.zeros_like(a)))
 
 
 def pinv_apply(matrix, rhs):
-    """``matrix^+ @ rhs`` for symmetric ``matrix`` ``(..., m, m)``, ``rhs`` ``(..., m, k)``."""
+    """``matrix^+ @ rhs`` for symmetric ``matrix`` ``(..., m, m)``, ``rhs`` ``(..., m, k)``.
+
+    A matrix with a NaN or infinite entry has no pseudo-inverse: its result is NaN (only
+    that matrix's, for a batch of matrices) and the decomposition never sees it, so no
+    backend's ``eigh`` fails on it (TensorFlow's raises) and the NaN reaches the loss.
+    """
     m = matrix.shape[-1]
     dtype = matrix.dtype
+    finite = ops.all(ops.all(ops.isfinite(matrix), axis=-1), axis=-1)[..., None, None]
+    matrix = ops.where(finite, matrix, ops.zeros_like(matrix))
     matrix = 0.5 * (matrix + ops.swapaxes(matrix, -1, -2))
     eigvals, eigvecs = ops.eigh(matrix)
     scale = ops.max(ops.abs(eigvals), axis=-1, keepdims=True)
@@ -58,7 +68,8 @@ def pinv_apply(matrix, rhs):
     threshold = ops.maximum(scale * (max(m, 1) * eps), _tiny(dtype))
     inv = _reciprocal(eigvals, threshold)
     proj = ops.matmul(ops.swapaxes(eigvecs, -1, -2), rhs)
-    return ops.matmul(eigvecs, inv[..., :, None] * proj)
+    out = ops.matmul(eigvecs, inv[..., :, None] * proj)
+    return ops.where(finite, out, ops.full_like(out, float("nan")))
 
 
 def _weighted_mean(per_sample, weights, distributed):
