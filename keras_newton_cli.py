@@ -4,7 +4,8 @@
 The command line itself (`keras_newton.app.cli`: argparse, the options of every command)
 needs neither, so this entry point first parses ``argv`` with the application's modules
 loaded under a bare ``keras_newton`` package object (its ``__init__`` not run): ``--help``
-and usage errors are answered there. For a command that runs, those modules are dropped
+and usage errors are answered there (argparse's, and the checks a command makes without
+Keras, `keras_newton.app.cli.parse_args`). For a command that runs, those modules are dropped
 and the command runs through the real package, `keras_newton.app.cli.main`.
 """
 
@@ -31,7 +32,7 @@ def _light_parse(argv):
     try:
         cli = importlib.import_module("keras_newton.app.cli")
         try:
-            cli.build_parser().parse_args(argv)
+            cli.parse_args(argv)
         except cli.UsageError as e:
             print(f"{cli.PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2

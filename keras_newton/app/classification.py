@@ -739,9 +739,21 @@ def write_results(results, out_dir):
 # -- command line ----------------------------------------------------------------------
 
 
-def _split(values):
-    """``["M1,M5", "M3"]`` -> ``["M1", "M5", "M3"]``."""
-    return [v for item in values for v in item.split(",") if v]
+_EXAMPLES = {"--models": "M1,M5", "--optimizers": "sgd,adam",
+             "--variants": "baseline,hessian"}
+
+
+def _split(values, option):
+    """``["M1,M5", "M3"]`` -> ``["M1", "M5", "M3"]``; an empty item (``"M1,,M5"``,
+    ``","``) is a ValueError naming ``option``."""
+    out = []
+    for item in values:
+        parts = [v.strip() for v in item.split(",")]
+        if any(not v for v in parts):
+            raise ValueError(f"{option} has an empty item in {item!r}; give names such as "
+                             f"{_EXAMPLES[option]}.")
+        out += parts
+    return out
 
 
 def _float(text, what):
@@ -830,9 +842,9 @@ def config_from_args(args):
     """The config that the parsed command-line ``args`` ask for."""
     preset = "paper" if args.paper else "quick" if args.quick else "cpu"
     overrides = {
-        "models": _split(args.models) if args.models else None,
-        "optimizers": _split(args.optimizers) if args.optimizers else None,
-        "variants": _split(args.variants) if args.variants else None,
+        "models": _split(args.models, "--models") if args.models else None,
+        "optimizers": _split(args.optimizers, "--optimizers") if args.optimizers else None,
+        "variants": _split(args.variants, "--variants") if args.variants else None,
         "seeds": args.seeds,
         "epochs": args.epochs,
         "batch_size": args.batch_size,

@@ -9,7 +9,8 @@
     keras-newton export ranker --model M.keras --out DIR/NAME/VERSION  # TF-Serving
 
 Each command lives in its own module of this package, which exposes
-``register(subparsers)`` adding its parser with ``set_defaults(func=run)``, and is listed
+``register(subparsers)`` adding its parser with ``set_defaults(func=run)`` (and optionally
+``check=``, a check of its arguments without Keras, see `parse_args`), and is listed
 in `_BENCH_MODULES`, `_DATA_MODULES`, `_TUNE_MODULES` or `_EXPORT_MODULES`
 below.
 
@@ -76,11 +77,23 @@ def build_parser():
     return parser
 
 
+def parse_args(argv):
+    """``argv`` parsed, then checked by the command's ``check(args)`` if it set one
+    (``set_defaults(check=...)``): checks of the arguments that need neither Keras nor any
+    side effect (a file that must exist, a folder that must not), so that their errors come
+    as fast as argparse's. Raises `UsageError`."""
+    args = build_parser().parse_args(argv)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
+    return args
+
+
 def main(argv=None):
     """Runs the command of ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         args.argv = argv
         return args.func(args) or 0
     except UsageError as e:

@@ -218,9 +218,29 @@ def plot_convergence(curves, path, xlabel="step", ylabel="validation exact match
     return path
 
 
+_LIST_OF = {str: ("names", "a name", "a,b"), int: ("integers", "an integer", "3,10"),
+            float: ("numbers", "a number", "0.1,1")}
+
+
 def parse_list(text, cast=str):
-    """``"a,b, c"`` -> ``[cast(a), cast(b), cast(c)]``."""
-    return [cast(v.strip()) for v in str(text).split(",") if v.strip()]
+    """``"a,b, c"`` -> ``[cast(a), cast(b), cast(c)]``: the comma-list options.
+
+    Raises `argparse.ArgumentTypeError` (one line) for an empty item (``","``, ``"a,,b"``,
+    ``""``) or an item that ``cast`` (``str``, ``int`` or ``float``) refuses.
+    """
+    what, one, example = _LIST_OF.get(cast, ("values", "a value", "a,b"))
+    hint = f"give a comma list of {what}, e.g. {example}"
+    items = [item.strip() for item in str(text).split(",")]
+    if any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}: {hint}.")
+    values = []
+    for item in items:
+        try:
+            values.append(cast(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not {one} in {text!r}: {hint}.") from None
+    return values
 
 
 def variant_rows(by_variant, metrics, **labels):

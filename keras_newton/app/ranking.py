@@ -87,10 +87,19 @@ def validate_config(config):
     unknown = [v for v in config["variants"] if v not in variants]
     if unknown:
         raise ValueError(f"Unknown variants {unknown}; expected some of {variants}.")
-    for key in ("n", "steps", "batch_size", "eval_every"):
-        if not isinstance(config[key], int) or config[key] < (2 if key == "n" else 1):
-            raise ValueError(f"{key} must be an integer >= {2 if key == 'n' else 1}; "
-                             f"received {config[key]!r}.")
+    if not config["variants"]:
+        raise ValueError(f"variants must be a non-empty list of {variants}; received "
+                         f"{config['variants']!r}.")
+    for key, low in (("n", 2), ("steps", 1), ("batch_size", 1), ("eval_every", 1),
+                     ("validation_sets", 1), ("test_sets", 1), ("eval_batch_size", 1),
+                     ("warmup_steps", 0)):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
+    lr = config["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+            math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning_rate must be a positive finite number; received {lr!r}.")
     if config["eval_every"] > config["steps"]:
         config["eval_every"] = config["steps"]
     config.setdefault("tikhonov_convention", "per_sample")
@@ -428,8 +437,14 @@ def run(args):
             "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
             "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile",
             "tikhonov_convention", "select_on")
+
+    def settings():
+        config = make_config(preset, **_overrides(args, keys))
+        make_relaxation(config)  # the library checks tau, power, steepness...: before data
+        return config
+
     return common.run_bench(
-        args, "ranking", lambda: make_config(preset, **_overrides(args, keys)),
+        args, "ranking", settings,
         load_data,
         lambda config, data, store: run_benchmark(config, mnist=data[0], source=data[1],
                                                   store=store),

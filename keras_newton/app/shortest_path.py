@@ -80,15 +80,27 @@ def validate_config(config):
                          f"{unknown}.")
     if method not in SAMPLED:
         config["samples"] = [None]
+    elif not config["samples"] or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
+                                      for k in config["samples"]):
+        raise ValueError(f"samples must be a non-empty list of positive integers; received "
+                         f"{config['samples']!r}.")
     tik = config.get("tikhonov")
     if tik is None:
         tik = _recipes().SHORTEST_PATH_TIKHONOV["bf" if method.startswith("bf") else method]
     if not (math.isfinite(float(tik)) and float(tik) >= 0):
         raise ValueError(f"tikhonov must be finite and >= 0; received {tik!r}.")
     config["tikhonov"] = float(tik)
-    for key in ("epochs", "batch_size", "n_train"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"{key} must be a positive integer; received {config[key]!r}.")
+    # Validation and test maps are scored every run: each split needs at least one map.
+    for key, low in (("epochs", 1), ("batch_size", 1), ("n_train", 1), ("n_val", 1),
+                     ("n_test", 1), ("warmup_steps", 0)):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            expected = "a positive integer" if low else "a non-negative integer"
+            raise ValueError(f"{key} must be {expected}; received {value!r}.")
+    lr = config["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+            math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning_rate must be a positive finite number; received {lr!r}.")
     return config
 
 
@@ -120,6 +132,11 @@ def load_data(config, verbose=True):
     else:
         source = {"kind": "files", "path": path}
     arrays = read_warcraft_arrays(path)
+    for split in ("val", "test"):
+        if not len(arrays[split]["maps"]):
+            raise ValueError(f"warcraft data {path!r} has no {split} maps; the benchmark "
+                             f"scores every run on them (give a {split} split of at least "
+                             "one map).")
     if config.get("max_train"):
         arrays["train"] = {k: v[: config["max_train"]] for k, v in arrays["train"].items()}
     source.update({s: int(len(arrays[s]["maps"])) for s in arrays})
@@ -312,9 +329,16 @@ def run(args):
     keys = ("method", "variants", "samples", "seeds", "epochs", "batch_size",
             "learning_rate", "sigma", "beta", "tikhonov", "data", "data_cache", "n_train",
             "n_val", "n_test", "jit_compile", "absorbing_source", "hessian_baseline")
+
+    def settings():
+        config = make_config(preset, **{k: getattr(args, k) for k in keys})
+        for variant in config["variants"]:  # the library checks sigma, beta...: before data
+            for samples in config["samples"]:
+                make_loss(config, variant, samples, seed=0)
+        return config
+
     return common.run_bench(
-        args, "shortest_path",
-        lambda: make_config(preset, **{k: getattr(args, k) for k in keys}), _load,
+        args, "shortest_path", settings, _load,
         lambda config, data, store: run_benchmark(config, data=data[0], source=data[1],
                                                   store=store),
         format_table, plot)

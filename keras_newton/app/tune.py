@@ -103,10 +103,20 @@ def make_config(benchmark, quick=False, **overrides):
     config.update(benchmark=benchmark, quick=bool(quick))
     if config["tuner"] not in TUNERS:
         raise ValueError(f"tuner must be one of {TUNERS}; received {config['tuner']!r}.")
-    for key in ("max_trials", "epochs", "batch_size", "top"):
+    # The counts of every benchmark's data (validation/test sets, maps, images) are checked
+    # here too, so that 0 is refused rather than read as "the default" further down.
+    minimum = {"max_trials": 1, "epochs": 1, "batch_size": 1, "top": 1, "seed": 0,
+               "hyperband_factor": 2, "steps_per_epoch": 1, "validation_sets": 1,
+               "test_sets": 1, "validation": 1, "samples": 1, "n_train": 1, "n_val": 1,
+               "n_test": 1}
+    for key, low in minimum.items():
+        if key not in config:  # not a setting of this benchmark
+            continue
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer; received {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
+                low, f"an integer >= {low}")
+            raise ValueError(f"{key} must be {expected}; received {value!r}.")
     return config
 
 

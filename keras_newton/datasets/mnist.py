@@ -40,6 +40,11 @@ def _validate(arrays, origin):
             raise ValueError(
                 f"{origin}: x_{split} must have shape (N, 28, 28); got {x.shape}."
             )
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"{origin}: x_{split} holds no images; each of the train and test splits "
+                "needs at least one."
+            )
         if x.dtype != np.uint8:
             raise ValueError(
                 f"{origin}: x_{split} must be uint8 pixel values 0..255; got dtype {x.dtype}."
@@ -72,7 +77,10 @@ def load_npz(path):
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a readable ``.npz``, a key missing, or a wrong shape or dtype.
+        ValueError: (the message names the file) not a readable ``.npz`` (truncated,
+            garbage, pickled object arrays, a single ``.npy`` array); a key missing; images
+            not ``(N, 28, 28)`` uint8; an empty split (``N = 0`` training or test images);
+            labels not ``(N,)`` integers in 0..9.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -194,7 +202,10 @@ def load_mnist(source="auto", verbose=True, return_source=False):
         ``(N,)`` integers 0..9; with ``return_source``, ``(data, source_info)``.
 
     Raises:
-        ValueError: unknown ``source`` or a malformed file.
+        ValueError: unknown ``source``, or data `load_npz` rejects (the message names the
+            file): an unreadable or truncated ``.npz``, a key missing, images not
+            ``(N, 28, 28)`` uint8, an empty training or test split, labels not integers
+            0..9 matching the images.
         FileNotFoundError: the named file, or the Keras cache, is missing.
         RuntimeError: ``"download"`` failed (e.g. offline).
 

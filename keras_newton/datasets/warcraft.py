@@ -52,8 +52,64 @@ def _split_dir(path, grid):
     return path
 
 
+def _load_npy(file, mmap):
+    """``np.load`` of one ``.npy`` file; a file numpy cannot read raises ValueError naming it."""
+    try:
+        array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(
+            f"warcraft file {file!r} is not a readable .npy array (truncated, or not written "
+            f"by numpy.save?): {e}"
+        ) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        if hasattr(array, "close"):
+            array.close()
+        raise ValueError(f"warcraft file {file!r} is an .npz archive; expected one .npy "
+                         "array (numpy.save).")
+    return array
+
+
+def _first_bad(array, bad):
+    """``(value, "map i, cell (r, c)")`` of the first entry of ``array`` (``(N, g, g)``)
+    where the boolean ``bad`` is true."""
+    index = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    return array[index], f"map {index[0]}, cell {tuple(int(i) for i in index[1:])}"
+
+
+def _check_values(file, key, array):
+    """Rejects a dtype or values that ``key`` (maps, weights, paths) cannot hold.
+
+    One vectorised pass over the weights and the paths; the maps' dtype only.
+    """
+    kind = array.dtype.kind
+    if key == "maps":
+        if kind not in "uif":
+            raise ValueError(f"warcraft file {file!r}: maps must be pixel values (uint8 in "
+                             f"the original); found dtype {array.dtype}.")
+    elif key == "weights":
+        if kind not in "uif":
+            raise ValueError(f"warcraft file {file!r}: vertex weights must be real numbers "
+                             f"(float16 in the original); found dtype {array.dtype}.")
+        bad = ~np.isfinite(array) | (array < 0) if kind == "f" else array < 0
+        if bad.any():
+            value, where = _first_bad(array, bad)
+            found = "NaN" if np.isnan(value) else repr(float(value))
+            raise ValueError(f"warcraft file {file!r}: vertex weights must be finite and "
+                             f"non-negative; found {found} ({where}).")
+    else:
+        if kind not in "buif":
+            raise ValueError(f"warcraft file {file!r}: shortest paths must be 0/1 masks; "
+                             f"found dtype {array.dtype}.")
+        bad = (array != 0) & (array != 1)
+        if bad.any():
+            value, where = _first_bad(array, bad)
+            found = "NaN" if kind == "f" and np.isnan(value) else repr(value.item())
+            raise ValueError(f"warcraft file {file!r}: shortest paths must be 0 or 1 in "
+                             f"every cell; found {found} ({where}).")
+
+
 def read_warcraft_arrays(path, grid=12, splits=SPLITS, mmap=False):
-    """Reads the Warcraft ``.npy`` files as numpy arrays, checking their shapes.
+    """Reads the Warcraft ``.npy`` files as numpy arrays, checking them.
 
     Args:
         path: folder holding ``{split}_{maps,vertex_weights,shortest_paths}.npy``, or
@@ -65,6 +121,16 @@ def read_warcraft_arrays(path, grid=12, splits=SPLITS, mmap=False):
     Returns:
         ``{split: {"maps": uint8 (N, 8g, 8g, 3), "weights": (N, g, g),
         "paths": (N, g, g)}}`` with the stored dtypes.
+
+    Raises:
+        ValueError: (the message names the file and what was expected) a missing file; a file
+            numpy cannot read as one array (truncated, garbage, pickled objects, an
+            ``.npz``); shapes other than the above, or splits whose three files disagree
+            on ``N``; an empty training split (its maps give the normalisation
+            statistics); maps that are not integer or float pixel values; vertex weights
+            that are not real numbers, or are NaN, infinite or negative; shortest paths
+            with a value other than 0 and 1. The weights and paths are checked in one
+            vectorised pass each (the maps by dtype and shape only).
     """
     grid = _checks.check_positive_int("grid", grid)
     if not os.path.isdir(path):
@@ -74,14 +140,14 @@ def read_warcraft_arrays(path, grid=12, splits=SPLITS, mmap=False):
     for split in splits:
         if split not in SPLITS:
             raise ValueError(f"Unknown split {split!r}: expected one of {SPLITS}.")
-        arrays = {}
+        files, arrays = {}, {}
         for key, stem in (("maps", "maps"), ("weights", "vertex_weights"),
                           ("paths", "shortest_paths")):
             file = os.path.join(folder, f"{split}_{stem}.npy")
             if not os.path.exists(file):
                 raise ValueError(f"Missing Warcraft file {file!r} (grid={grid}).")
-            arrays[key] = np.load(file, mmap_mode="r" if mmap else None)
-        n = len(arrays["maps"])
+            files[key], arrays[key] = file, _load_npy(file, mmap)
+        n = len(arrays["maps"]) if arrays["maps"].ndim else 0
         expected = {
             "maps": (n, TILE * grid, TILE * grid, 3),
             "weights": (n, grid, grid),
@@ -90,9 +156,15 @@ def read_warcraft_arrays(path, grid=12, splits=SPLITS, mmap=False):
         for key, shape in expected.items():
             if tuple(arrays[key].shape) != shape:
                 raise ValueError(
-                    f"{split}_{key} in {folder!r} has shape {tuple(arrays[key].shape)}; "
+                    f"warcraft file {files[key]!r} has shape {tuple(arrays[key].shape)}; "
                     f"expected {shape} for grid={grid}."
                 )
+            if key == "maps" and split == "train" and n == 0:
+                raise ValueError(f"warcraft file {files['maps']!r} holds no maps; the "
+                                 "training split needs at least one (its maps give the "
+                                 "normalisation statistics).")
+        for key, array in arrays.items():
+            _check_values(files[key], key, array)
         out[split] = arrays
     return out
 
@@ -189,6 +261,14 @@ def load_warcraft(path, grid=12, batch_size=70, targets="paths", shuffle=True, s
 
     Returns:
         `WarcraftData` (``train``, ``val``, ``test``, ``mean``, ``std``, ``arrays``).
+
+    Raises:
+        TypeError: ``batch_size`` or ``grid`` is not an integer.
+        ValueError: an unknown ``targets``, ``batch_size`` or ``grid`` below 1, or files that
+            `read_warcraft_arrays` rejects, the message naming the file and what was
+            expected: a missing, truncated or unreadable ``.npy`` (garbage, pickled
+            objects, an ``.npz``); a wrong shape; no training maps; vertex weights that
+            are NaN, infinite or negative; shortest paths with a value other than 0 or 1.
 
     Example:
 
