@@ -153,7 +153,10 @@ def test_derivative_source_selection():
     assert auto.derivatives == "auto" and is_provider(auto)
     assert auto.uses_closed_form(10)
     assert not auto.uses_closed_form(10, hessian=False)
-    assert not auto.uses_closed_form(RankingLoss.CLOSED_FORM_MAX_N + 1)
+    # The closed form at every n (benchmarks/ranking_derivatives.py), unless capped.
+    assert RankingLoss.CLOSED_FORM_MAX_N is None and auto.uses_closed_form(64)
+    auto.CLOSED_FORM_MAX_N = 16
+    assert auto.uses_closed_form(16) and not auto.uses_closed_form(17)
     assert not RankingLoss(layers.NeuralSort(), derivatives="autodiff").uses_closed_form(5)
     assert RankingLoss(layers.NeuralSort(), derivatives="closed_form").uses_closed_form(64)
     with pytest.raises(ValueError, match="derivatives"):
