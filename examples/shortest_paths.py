@@ -35,12 +35,6 @@ from keras_newton.metrics import BaseLoss, path_metrics  # noqa: E402
 from keras_newton.models import comb_resnet18  # noqa: E402
 
 
-@keras.saving.register_keras_serializable(package="examples")
-def solver(costs):
-    """Exact shortest path of the (perturbed, so possibly negative) costs, clipped at 0."""
-    return keras_newton.paths.shortest_path(keras.ops.relu(costs))
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--quick", action="store_true", help="a few maps, one epoch")
@@ -78,9 +72,12 @@ def main(argv=None):
     ## Loss
 
     `FenchelYoungLoss(solver, samples, sigma)` is the base loss; its Newton loss uses the
-    sampled Hessian `-d y_eps / d c`.
+    sampled Hessian `-d y_eps / d c`. The solver is the exact shortest path of the
+    perturbed costs clipped at 0, `nonnegative_shortest_path`: `c + sigma Z` can be
+    negative, and the plain `shortest_path` rejects negative costs.
     """
-    base = keras_newton.losses.FenchelYoungLoss(solver, samples=samples, sigma=0.1, seed=0)
+    base = keras_newton.losses.FenchelYoungLoss(
+        keras_newton.paths.nonnegative_shortest_path, samples=samples, sigma=0.1, seed=0)
     losses = {
         "baseline": base,
         "newton (hessian)": keras_newton.NewtonLoss(base, curvature="hessian", tikhonov=1.0),

@@ -195,7 +195,10 @@ def test_newton_loss_trains_with_xla_on_the_shared_hessian(rng):
     paths, costs = bf_batch(rng)
     x = rng.normal(size=(4, 3)).astype("float32")
     base = bf_loss("l2", "for", "float32")
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(GRID * GRID),
+    # softplus: the relaxed Bellman-Ford takes non-negative costs (negative ones are an
+    # error when evaluated eagerly, as the reference target below is).
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(GRID * GRID, activation="softplus"),
                               keras.layers.Reshape((GRID, GRID))])
     model.compile("sgd", loss=kn.NewtonLoss(base, tikhonov=1e-2), jit_compile=True)
     before = model(x).numpy()

@@ -9,6 +9,11 @@ exactly (`keras_newton.paths.shortest_path`) and compares it with the true path:
   al., ICLR 2020, report it);
 - cost ratio: true cost of the predicted path / true cost of the true path (>= 1).
 
+Predicted costs are read as the solver reads them inside a graph, in every mode: a
+negative cost counts as 0 (`keras_newton.paths.nonnegative_shortest_path`), so a metric
+gives the same number eagerly, in a graph and under XLA. NaN predictions are an error
+eagerly (a blocked cell inside a graph).
+
 The last two need the true costs: pass ``y_true = pack_path_targets(paths, costs)``,
 ``(B, H, W, 2)`` (`keras_newton.paths.pack_path_targets`). `path_metrics` computes all
 three at once outside ``model.fit``.
@@ -19,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from keras_newton import _checks
-from keras_newton.paths.exact import shortest_path
+from keras_newton.paths.exact import nonnegative_shortest_path
 from keras_newton.paths.exact import solve_shortest_paths
 from keras_newton.paths.targets import unpack_path_targets
 
@@ -55,7 +60,7 @@ class _PathMetric(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         paths, costs = _true_path_and_costs(y_true, self._needs_costs, type(self).__name__)
         y_pred = _check_pred(y_pred, paths)
-        pred_paths = shortest_path(ops.stop_gradient(y_pred))
+        pred_paths = nonnegative_shortest_path(ops.stop_gradient(y_pred))
         paths = ops.cast(paths, pred_paths.dtype)
         if costs is not None:
             costs = ops.cast(costs, pred_paths.dtype)
@@ -200,6 +205,8 @@ def path_metrics(pred_costs, true_costs, true_paths, tolerance=1e-4, batch_size=
         )
     tolerance = _checks.check_non_negative_float("tolerance", tolerance)
     batch_size = _checks.check_positive_int("batch_size", batch_size)
+    # Negative predictions count as 0, as in the metric classes (NaN stays an error).
+    pred_costs = np.where(pred_costs < 0, 0.0, pred_costs).astype(pred_costs.dtype)
     pred_paths = solve_shortest_paths(pred_costs, batch_size=batch_size).astype(np.float64)
     match = np.all(pred_paths == true_paths, axis=(1, 2))
     pred_cost = np.sum(pred_paths * true_costs, axis=(1, 2))

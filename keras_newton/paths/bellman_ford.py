@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_newton import _checks
+from keras_newton.paths.grid import check_costs
 from keras_newton.paths.grid import grid_shape
 from keras_newton.paths.grid import neighbours
 from keras_newton.paths.grid import transport
@@ -110,6 +111,22 @@ class RelaxedBellmanFord(keras.layers.Layer):
     ``dtype="float64"``; under mixed precision the output is cast back to the compute
     dtype.
 
+    Bad costs (docs/conventions.md, "Grids and paths"):
+
+    - ``+inf`` is a valid cost: a **blocked** cell, eagerly and in graphs. A blocked cell
+      is never reached: it is masked out of its neighbours' softmin like the padding, so
+      no traceback mass enters it and the output stays finite (the limit of a finite
+      cost ``M -> inf``, which gives such a cell the softmin weight ``exp(-beta M) = 0``).
+      The source's own cost never enters (``d[source] = 0``), and a blocked target
+      still starts the traceback. If blocked cells cut the target off from the source,
+      the output is finite but no longer a relaxed path to the source. Blocked cells get
+      no gradient.
+    - Negative and NaN costs are invalid. A layer called eagerly raises a ValueError
+      naming the smallest cost and the number of NaNs. Inside a graph (``tf.function``,
+      ``jax.jit``; ``model.fit`` on TensorFlow and JAX), where values cannot be
+      inspected, a negative cost is read as 0 (its gradient is 0) and a NaN as ``+inf``
+      (blocked). A cost model with a non-negative output (ReLU, softplus) avoids both.
+
     Args:
         beta: inverse temperature ``> 0`` of the softmin and of the relaxed while
             condition. AlgoVision's example: 10.
@@ -187,11 +204,20 @@ class RelaxedBellmanFord(keras.layers.Layer):
         h, w = grid_shape(costs)
         work = "float64" if keras.backend.standardize_dtype(out_dtype) == "float64" else "float32"
         costs = ops.cast(costs, work)
+        check_costs(costs)
         steps = self.iterations or 2 * max(h, w) + 1
         source = ops.reshape(ops.one_hot(0, h * w, dtype=work), (1, h, w))
         target = ops.reshape(ops.one_hot(h * w - 1, h * w, dtype=work), (1, h, w))
         is_source = source > 0
         beta = ops.cast(self.beta, work)
+
+        # Bad costs (see the class docstring): +inf and NaN cells are blocked (`open_` 0:
+        # never reached, so masked out of every softmin below; selecting `open_` instead
+        # of casting adds no operation to a sweep), negative costs are read as 0; valid
+        # finite costs pass unchanged (values and gradients).
+        finite = costs < float("inf")
+        open_ = ops.cast(ops.logical_or(finite, is_source), work)  # 1 open, 0 blocked
+        costs = ops.where(ops.logical_and(finite, costs >= 0), costs, 0.0)
 
         # Forward: relaxed Bellman-Ford sweeps. `dist` holds d at reached cells and, at
         # the others, the excess of AlgoVision's d over its padding value 1e12 (0 for the
@@ -205,7 +231,7 @@ class RelaxedBellmanFord(keras.layers.Layer):
             has = ops.any(near, axis=-1, keepdims=True)
             pred = _masked_softmin(nd, ops.logical_or(near, ops.logical_not(has)), beta)
             dist = ops.where(is_source, 0.0, ops.sum(pred * nd, axis=-1) + costs)
-            reached = ops.cast(ops.logical_or(has[..., 0], is_source), work)
+            reached = ops.where(ops.logical_or(has[..., 0], is_source), open_, 0.0)
             return dist, reached, pred
 
         dist0 = ops.zeros_like(costs)

@@ -32,6 +32,7 @@ from keras import ops
 
 from keras_newton import _checks
 from keras_newton.paths.grid import OFFSETS
+from keras_newton.paths.grid import check_costs
 from keras_newton.paths.grid import grid_shape
 from keras_newton.paths.grid import neighbours
 
@@ -50,6 +51,20 @@ def _as_costs(costs):
     if dtype != "float64":
         costs = ops.cast(costs, "float32")
     return costs
+
+
+_NEGATIVE_HINT = ("Perturbed costs and raw model outputs can be negative: "
+                  "keras_newton.paths.nonnegative_shortest_path clips them at 0.")
+
+
+def _read_bad_costs(costs):
+    """The graph contract of `shortest_path`: negative -> 0, NaN -> +inf (blocked).
+
+    Valid costs (``>= 0``, ``+inf`` included) pass unchanged; two comparisons and two
+    selections, elementwise.
+    """
+    inf = ops.cast(float("inf"), costs.dtype)
+    return ops.where(costs >= 0, costs, ops.where(costs < 0, ops.zeros_like(costs), inf))
 
 
 def _relax(costs, h, w):
@@ -143,17 +158,34 @@ def shortest_path(costs, return_cost=False):
     `keras_newton.paths.grid.OFFSETS` (see the module docstring), so the result is
     deterministic. Batched Bellman-Ford in `keras.ops` with a convergence check, then a
     vectorised traceback: no Python loop per map; it runs eagerly, in graph mode and
-    under XLA (``tf.function(jit_compile=True)``). Costs must be finite and non-negative
-    (not checked inside graphs). No gradient flows through the mask.
+    under XLA (``tf.function(jit_compile=True)``). No gradient flows through the mask.
+
+    Bad costs (docs/conventions.md, "Grids and paths"):
+
+    - ``+inf`` is a valid cost: a **blocked** cell. No path goes through it unless every
+      path must (a blocked end cell, or a wall of blocked cells); then the path cost is
+      ``inf`` and the mask is still a valid path.
+    - Negative and NaN costs are invalid. Called eagerly, the function raises a
+      ValueError naming the smallest cost and the number of NaNs. Inside a graph
+      (``tf.function``, XLA, ``jax.jit``), where values cannot be inspected, the result
+      is defined instead: a negative cost (``-inf`` included) is read as 0, a NaN as
+      ``+inf`` (blocked); the mask is a valid path for these costs and ``return_cost``
+      gives their path cost. Perturbed costs and raw model outputs can be negative: use
+      `nonnegative_shortest_path`, which clips them at 0 in every mode.
 
     Args:
-        costs: ``(B, H, W)`` tensor or array of non-negative costs, ``H`` and ``W``
-            static. Computed in float32 (float64 stays float64).
+        costs: ``(B, H, W)`` tensor or array of non-negative costs (``+inf``: blocked),
+            ``H`` and ``W`` static. Computed in float32 (float64 stays float64).
         return_cost: also return the cost of each path, ``(B,)``.
 
     Returns:
         The path masks ``(B, H, W)`` in {0, 1}, in the compute dtype; with
         ``return_cost=True`` the tuple ``(masks, path_costs)``.
+
+    Raises:
+        ValueError: eagerly, for negative or NaN costs; for a shape other than
+            ``(B, H, W)``.
+        TypeError: for costs that are not real numbers.
 
     Example:
 
@@ -167,6 +199,8 @@ def shortest_path(costs, return_cost=False):
     costs = _as_costs(costs)
     h, w = grid_shape(costs)
     costs = ops.stop_gradient(costs)
+    check_costs(costs, hint=_NEGATIVE_HINT)
+    costs = _read_bad_costs(costs)
     dist, hops = _relax(costs, h, w)
     pred = _predecessors(dist, hops, h, w)
     mask = ops.reshape(_traceback(pred, h, w), ops.shape(costs))
@@ -180,10 +214,13 @@ def shortest_path(costs, return_cost=False):
 def nonnegative_shortest_path(costs):
     """Exact shortest path of ``max(costs, 0)``: the solver of the sampled losses.
 
-    Perturbed costs ``c + sigma * eps`` (stochastic smoothing, Fenchel-Young) can dip
-    below zero, where a shortest path is not defined by the solver's conventions (costs
-    non-negative, see docs/conventions.md); this clips them to zero first:
-    ``nonnegative_shortest_path(c) = shortest_path(relu(c))``, a ``(B, H, W)`` mask.
+    Perturbed costs ``c + sigma * eps`` (stochastic smoothing, Fenchel-Young) and raw
+    model outputs can dip below zero, where a shortest path is not defined by the
+    solver's conventions (costs non-negative; docs/conventions.md,
+    "Grids and paths") and where `shortest_path` raises eagerly; this clips them to zero
+    first, in every mode: ``nonnegative_shortest_path(c) = shortest_path(max(c, 0))``, a
+    ``(B, H, W)`` mask. ``+inf`` stays a blocked cell. NaN is not clipped: it follows
+    `shortest_path`'s contract (a ValueError eagerly, a blocked cell inside a graph).
     Registered for Keras serialization, so that a loss holding it (e.g. a saved
     `keras_newton.losses.FenchelYoungLoss`) loads after ``import keras_newton``.
 
@@ -194,7 +231,8 @@ def nonnegative_shortest_path(costs):
                                                 sigma=0.1)
     ```
     """
-    return shortest_path(ops.relu(costs))
+    costs = _as_costs(costs)
+    return shortest_path(ops.where(costs < 0, ops.zeros_like(costs), costs))
 
 
 @keras.saving.register_keras_serializable(package="keras_newton")
@@ -204,6 +242,10 @@ class ShortestPath(keras.layers.Layer):
     Wraps `shortest_path` (vertex-weighted, 8-neighbourhood, ``(0, 0)`` to
     ``(H - 1, W - 1)``, both ends counted; deterministic tie-breaking). It has no
     gradient: use it for evaluation and inference, `RelaxedBellmanFord` for training.
+    Bad costs follow `shortest_path`'s contract: ``+inf`` is a blocked cell; negative or
+    NaN costs raise a ValueError when the layer is called eagerly, and inside a graph
+    (``model.predict`` on TensorFlow and JAX) a negative cost is read as 0, a NaN as
+    blocked.
 
     Example:
 
@@ -227,10 +269,12 @@ def solve_shortest_paths(costs, batch_size=1000, return_cost=False):
     """Exact shortest paths of many maps, numpy in and out, XLA-compiled where possible.
 
     Runs `shortest_path` through a cached Keras model (``jit_compile=True``) in batches:
-    much faster than eager execution for data sets (labels, evaluation).
+    much faster than eager execution for data sets (labels, evaluation). The costs are
+    numpy values, so they are checked as in an eager `shortest_path` call: negative or
+    NaN costs raise a ValueError; ``+inf`` is a blocked cell.
 
     Args:
-        costs: array ``(N, H, W)`` of non-negative costs.
+        costs: array ``(N, H, W)`` of non-negative costs (``+inf``: blocked).
         batch_size: maps per compiled call.
         return_cost: also return the path costs ``(N,)`` (float64 sums of the costs on
             each path).
@@ -249,6 +293,7 @@ def solve_shortest_paths(costs, batch_size=1000, return_cost=False):
     costs = np.asarray(costs, np.float32)
     if costs.ndim != 3 or costs.shape[1] < 1 or costs.shape[2] < 1:
         raise ValueError(f"costs must have shape (N, H, W); received {costs.shape}.")
+    check_costs(costs, hint=_NEGATIVE_HINT)
     batch_size = _checks.check_positive_int("batch_size", batch_size)
     key = costs.shape[1:]
     if key not in _SOLVERS:

@@ -49,9 +49,14 @@ class FenchelYoungLoss(sampling.SampledLoss):
 
     Args:
         solver: ``costs (B, ...) -> solutions (B, ...)`` of the same shape, e.g.
-            `keras_newton.paths.shortest_path`. It is called once per estimate, on the
-            ``B * samples`` perturbed inputs (``B * (samples + 1)`` with the unperturbed
-            ones when the Hessian uses the baseline); it need not be differentiable.
+            `keras_newton.paths.nonnegative_shortest_path`. It is called once per
+            estimate, on the ``B * samples`` perturbed inputs (``B * (samples + 1)`` with
+            the unperturbed ones when the Hessian uses the baseline); it need not be
+            differentiable. It must accept every perturbed input: ``c + sigma Z`` can be
+            negative even for non-negative ``c``, so for shortest paths use
+            `keras_newton.paths.nonnegative_shortest_path` (the shortest path of
+            ``max(c, 0)``), not `keras_newton.paths.shortest_path`, which raises on
+            negative costs when called eagerly (docs/conventions.md, "Grids and paths").
         samples: perturbations per prediction (Berthet et al. use 3 on Warcraft).
         sigma: noise scale (0.1 on Warcraft).
         maximize: whether the solver maximises ``<theta, w>``.
@@ -62,7 +67,8 @@ class FenchelYoungLoss(sampling.SampledLoss):
     Example:
 
     ```python
-    fy = FenchelYoungLoss(keras_newton.paths.shortest_path, samples=3, sigma=0.1)
+    fy = FenchelYoungLoss(keras_newton.paths.nonnegative_shortest_path, samples=3,
+                          sigma=0.1)
     model.compile("adam", loss=NewtonLoss(fy, curvature="hessian", tikhonov=10.0))
     model.fit(maps, true_paths)   # y_true: the optimal solutions w*
     ```

@@ -33,6 +33,12 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
     Used directly, it is a plain Keras loss whose value is the smoothed estimate and whose
     gradient is the estimate above. Samples are drawn from a `keras.random.SeedGenerator`.
 
+    ``function`` is evaluated at the perturbed points ``y + sigma eps``, which can be
+    negative even where ``y`` is not: an exact shortest path inside it should be
+    `keras_newton.paths.nonnegative_shortest_path` (the shortest path of ``max(c, 0)``),
+    as in the example; `keras_newton.paths.shortest_path` raises on negative costs when
+    called eagerly (docs/conventions.md, "Grids and paths").
+
     Args:
         function: the per-sample loss ``(y_true, y_pred) -> (B,)`` (smoothing the loss),
             or the algorithm ``y_pred -> output (B, ...)`` (smoothing the algorithm).
@@ -46,7 +52,7 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
 
     ```python
     def path_l1(y_true, costs):              # non-differentiable: exact solver inside
-        path = keras_newton.paths.shortest_path(costs)
+        path = keras_newton.paths.nonnegative_shortest_path(costs)
         return ops.sum(ops.abs(path - y_true), axis=(1, 2))
 
     smoothed = StochasticSmoothingLoss(path_l1, samples=10, sigma=0.1)
