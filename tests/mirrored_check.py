@@ -21,18 +21,12 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras_newton as kn  # noqa: E402
+from distribution_worker import quartic_loss as base_loss  # noqa: E402
 from keras_newton.curvature import autodiff  # noqa: E402
-
-
-def base_loss(y_true, y_pred):
-    d = y_pred - y_true
-    return ops.sum(ops.log(ops.cosh(d)) + 0.1 * d**4, axis=-1) + ops.softplus(
-        ops.sum(y_pred, axis=-1)
-    )
 
 
 def build(weights=None):
