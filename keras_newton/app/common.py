@@ -148,6 +148,18 @@ def mark(row):
     return ""
 
 
+def _devices(keras):
+    """The backend's devices as strings (``keras.distribution`` has no list on PyTorch)."""
+    try:
+        return [str(d) for d in keras.distribution.list_devices()]
+    except (AttributeError, NotImplementedError):
+        if keras.backend.backend() == "torch":
+            import torch
+
+            return ["cpu:0"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return []
+
+
 def environment():
     """Versions and devices, for the results file."""
     import keras
@@ -158,13 +170,15 @@ def environment():
         "numpy": np.__version__,
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
-        "devices": [str(d) for d in keras.distribution.list_devices()],
+        "devices": _devices(keras),
         "cpu_count": os.cpu_count(),
     }
-    if env["backend"] == "tensorflow":
-        import tensorflow  # only for its version number
+    # The backend's own version; only the backend in use is imported (a JAX or PyTorch
+    # run needs no TensorFlow).
+    if env["backend"] in ("tensorflow", "jax", "torch"):
+        import importlib
 
-        env["tensorflow"] = tensorflow.__version__
+        env[env["backend"]] = importlib.import_module(env["backend"]).__version__
     return env
 
 

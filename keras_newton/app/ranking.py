@@ -226,8 +226,10 @@ def train_one(mnist, variant, seed, config, progress=True, prefix="", tikhonov=N
         f"{100 * logs['val_exact_match']:.2f}% ({elapsed:.0f} s)"), progress)
 
     epochs = max(1, config["steps"] // config["eval_every"])
+    # `train` is an endless stream of fresh random sets (tf.data on the TensorFlow backend,
+    # a NumPy `keras.utils.PyDataset` on the others: the same sets); nothing to shuffle.
     history = model.fit(train, steps_per_epoch=config["eval_every"], epochs=epochs,
-                        verbose=0, callbacks=[timer, best, printer])
+                        shuffle=False, verbose=0, callbacks=[timer, best, printer])
     curve = {"step": [e * config["eval_every"] for e in best.epochs],
              "val_exact_match": best.history["val_exact_match"],
              "val_elementwise": best.history["val_elementwise_accuracy"],

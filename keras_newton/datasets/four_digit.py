@@ -12,8 +12,18 @@ values a ranking model must order.
   numbers keyed by ``(seed, step)``, so a run is reproducible).
 - Validation and test: `eval_dataset` holds a fixed set of seeded sets.
 
-All functions take MNIST as arrays; the tf.data pipelines use TensorFlow ops (allowed in
-``keras_newton.datasets``).
+Two pipelines give the same sets, bit for bit:
+
+- ``"tf.data"`` (`train_dataset`, `eval_dataset`): `tf.data.Dataset` objects built with
+  TensorFlow ops; the default on the TensorFlow backend. Needs TensorFlow.
+- ``"numpy"`` (`train_sets`, `eval_sets`): `keras.utils.PyDataset` objects composed in
+  NumPy, for every backend; the default on JAX and PyTorch, and needs no TensorFlow. The
+  training indices are TensorFlow's ``tf.random.stateless_uniform`` draws, computed in
+  NumPy (`stateless_uniform_indices`, Philox-4x32-10), so a seed gives the same training
+  stream on every backend.
+
+All functions take MNIST as arrays; TensorFlow is imported only by the ``"tf.data"``
+pipeline.
 
 Example:
 
@@ -27,9 +37,12 @@ model.fit(train, steps_per_epoch=100, epochs=10, validation_data=val)
 ```
 """
 
+import keras
 import numpy as np
 
 from keras_newton import _checks
+
+PIPELINES = ("auto", "tf.data", "numpy")
 
 DIGITS = 4
 IMAGE_SHAPE = (28, 28)
@@ -219,8 +232,163 @@ def eval_dataset(images, labels, n, num_sets, batch_size, seed=1):
     )
 
 
+# -- TensorFlow's stateless uniform integers, in NumPy ---------------------------------------
+# `tf.random.stateless_uniform(shape, seed, minval=0, maxval=m, dtype=tf.int64)` with the
+# default algorithm on CPU and GPU (Philox-4x32-10): the seed pair becomes a Philox key and
+# counter by one Philox round trip (TensorFlow's GenerateKey), then output pair ``i`` is
+# the bits of Philox block ``counter + i``, each 64-bit word taken modulo ``m``.
+
+_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+_U32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+def _philox(c0, c1, c2, c3, key):
+    """Philox-4x32-10 of counters (four uint64 arrays holding 32-bit words) and a key."""
+    k0, k1 = key
+    for _ in range(10):
+        p0, p1 = _PHILOX_M[0] * c0, _PHILOX_M[1] * c2
+        c0, c1, c2, c3 = ((p1 >> _S32) ^ c1 ^ np.uint64(k0), p1 & _U32,
+                          (p0 >> _S32) ^ c3 ^ np.uint64(k1), p0 & _U32)
+        k0, k1 = (k0 + _PHILOX_W[0]) & 0xFFFFFFFF, (k1 + _PHILOX_W[1]) & 0xFFFFFFFF
+    return c0, c1, c2, c3
+
+
+def stateless_uniform_indices(shape, seed, maxval):
+    """Integers in ``[0, maxval)``, those of ``tf.random.stateless_uniform(shape, seed,
+    minval=0, maxval=maxval, dtype=tf.int64)`` (Philox, TensorFlow's algorithm on CPU and
+    GPU), computed in NumPy without TensorFlow.
+
+    Args:
+        shape: output shape.
+        seed: two integers (each read as a 64-bit two's-complement word, as TensorFlow's
+            int64 seed tensor).
+        maxval: exclusive upper bound, ``>= 1``.
+
+    Returns:
+        int64 array of ``shape``.
+    """
+    shape = tuple(int(d) for d in shape)
+    maxval = int(maxval)
+    if maxval < 1:
+        raise ValueError(f"maxval must be >= 1; received {maxval}.")
+    s0, s1 = (int(v) & 0xFFFFFFFFFFFFFFFF for v in seed)
+    words = [np.array([w], np.uint64) for w in
+             (s0 & 0xFFFFFFFF, s0 >> 32, s1 & 0xFFFFFFFF, s1 >> 32)]
+    mix = [int(w[0]) for w in _philox(*words, key=(0x3EC8F720, 0x02461E29))]
+    key, low, high = (mix[0], mix[1]), 0, mix[2] | mix[3] << 32
+    size = int(np.prod(shape, dtype=np.int64))
+    blocks = np.arange((size + 1) // 2, dtype=np.uint64)
+    c_low = np.uint64(low) + blocks  # the 128-bit counter + i (its low word is 0: no carry)
+    c_high = np.full_like(c_low, np.uint64(high))
+    r0, r1, r2, r3 = _philox(c_low & _U32, c_low >> _S32, c_high & _U32, c_high >> _S32,
+                             key)
+    bits = np.stack([r0 | (r1 << _S32), r2 | (r3 << _S32)], axis=1).reshape(-1)[:size]
+    return (bits % np.uint64(maxval)).astype(np.int64).reshape(shape)
+
+
+def train_indices(num_images, n, batch_size, seed, step):
+    """Image indices ``(batch_size, n, 4)`` of training batch ``step`` of the stream
+    ``seed``: those `train_dataset` draws with ``tf.random.stateless_uniform``."""
+    return stateless_uniform_indices((batch_size, n, DIGITS), (seed, step), num_images)
+
+
+class FourDigitTrainSets(keras.utils.PyDataset):
+    """`train_sets`: endless training batches of sets, composed in NumPy (item ``t`` is
+    training batch ``t``)."""
+
+    def __init__(self, images, labels, n, batch_size, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.labels = _check_arrays(images, labels, "training")
+        self.n = _checks.check_int("n", n, 2, note="items per set")
+        self.batch_size = _checks.check_positive_int("batch_size", batch_size)
+        self.seed = int(seed)
+
+    @property
+    def num_batches(self):
+        return None  # endless
+
+    def __getitem__(self, step):
+        step = int(step)
+        if step < 0:
+            raise IndexError(f"training batch {step} does not exist (steps count from 0).")
+        indices = train_indices(len(self.images), self.n, self.batch_size, self.seed, step)
+        return compose_sets(self.images, self.labels, indices)
+
+
+class FourDigitEvalSets(keras.utils.PyDataset):
+    """`eval_sets`: a fixed, seeded list of evaluation sets in batches, composed in
+    NumPy."""
+
+    def __init__(self, images, labels, n, num_sets, batch_size, seed=1, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.labels = _check_arrays(images, labels, "evaluation")
+        num_sets = _checks.check_positive_int("num_sets", num_sets)
+        self.batch_size = _checks.check_positive_int("batch_size", batch_size)
+        self.indices = sample_set_indices(len(self.images), num_sets, n, seed)
+
+    @property
+    def num_batches(self):
+        return -(-len(self.indices) // self.batch_size)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, index):
+        index = int(index)
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} out of range: {self.num_batches} batches.")
+        part = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
+        return compose_sets(self.images, self.labels, part)
+
+
+def train_sets(images, labels, n, batch_size, seed=0, **kwargs):
+    """Endless `keras.utils.PyDataset` of fresh random batches of sets, in NumPy.
+
+    The batches are those of `train_dataset` (the same seed gives the same arrays, bit for
+    bit), composed in NumPy: any Keras backend, no TensorFlow. Batch ``t`` is item ``t``
+    (``train[t]``); iteration and `keras.Model.fit` run ``t = 0, 1, ...`` without end
+    (give ``steps_per_epoch``; the stream continues across epochs).
+
+    Args:
+        images, labels, n, batch_size, seed: as in `train_dataset`.
+        **kwargs: `keras.utils.PyDataset` options (``workers``, ``use_multiprocessing``,
+            ``max_queue_size``).
+
+    Returns:
+        `FourDigitTrainSets` (a `keras.utils.PyDataset`) of ``(x, y)`` NumPy batches:
+        ``x`` float32 ``(batch_size, n, 28, 112)``, ``y`` float32 ``(batch_size, n)``.
+    """
+    return FourDigitTrainSets(images, labels, n, batch_size, seed=seed, **kwargs)
+
+
+def eval_sets(images, labels, n, num_sets, batch_size, seed=1, **kwargs):
+    """Finite `keras.utils.PyDataset` of ``num_sets`` fixed, seeded sets, in NumPy.
+
+    The batches of `eval_dataset` with the same arguments (the same arrays), composed in
+    NumPy: any Keras backend, no TensorFlow.
+
+    Returns:
+        `FourDigitEvalSets` (a `keras.utils.PyDataset`) of ``(x, y)`` NumPy batches (the
+        last one may be smaller).
+    """
+    return FourDigitEvalSets(images, labels, n, num_sets, batch_size, seed=seed, **kwargs)
+
+
+def resolve_pipeline(pipeline="auto"):
+    """``"tf.data"`` or ``"numpy"``: ``"auto"`` is ``"tf.data"`` on the TensorFlow backend
+    and ``"numpy"`` on the others."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {PIPELINES}; received {pipeline!r}.")
+    if pipeline == "auto":
+        pipeline = "tf.data" if keras.backend.backend() == "tensorflow" else "numpy"
+    return pipeline
+
+
 def four_digit_datasets(mnist, n, batch_size=100, num_validation_sets=None,
-                        num_test_sets=None, eval_batch_size=None, seed=0, eval_seed=0):
+                        num_test_sets=None, eval_batch_size=None, seed=0, eval_seed=0,
+                        pipeline="auto"):
     """Training, validation and test pipelines of four-digit MNIST sets.
 
     Args:
@@ -234,10 +402,16 @@ def four_digit_datasets(mnist, n, batch_size=100, num_validation_sets=None,
         eval_seed: seed of the fixed validation sets (``eval_seed``) and test sets
             (``eval_seed + 1``), independent of ``seed`` so that runs with different
             training seeds are evaluated on the same sets.
+        pipeline: ``"tf.data"`` (`train_dataset`, `eval_dataset`; needs TensorFlow),
+            ``"numpy"`` (`train_sets`, `eval_sets`: `keras.utils.PyDataset`, any
+            backend), or ``"auto"`` (default): ``"tf.data"`` on the TensorFlow backend,
+            ``"numpy"`` on JAX and PyTorch. Both give the same batches, bit for bit.
 
     Returns:
-        ``(train, validation, test)`` `tf.data.Dataset` objects of ``(x, y)`` batches.
+        ``(train, validation, test)`` of ``(x, y)`` batches: `tf.data.Dataset` objects, or
+        `keras.utils.PyDataset` objects for the ``"numpy"`` pipeline.
     """
+    pipeline = resolve_pipeline(pipeline)
     splits = split_mnist(mnist)
     eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
     x_tr, y_tr = splits["train"]
@@ -247,8 +421,10 @@ def four_digit_datasets(mnist, n, batch_size=100, num_validation_sets=None,
     num_validation_sets = num_validation_sets or max(1, len(x_va) // n)
     num_test_sets = num_test_sets or max(1, len(x_te) // n)
     eval_seed = int(eval_seed)
+    train, evaluation = ((train_dataset, eval_dataset) if pipeline == "tf.data"
+                         else (train_sets, eval_sets))
     return (
-        train_dataset(x_tr, y_tr, n, batch_size, seed=seed),
-        eval_dataset(x_va, y_va, n, num_validation_sets, eval_batch_size, seed=eval_seed),
-        eval_dataset(x_te, y_te, n, num_test_sets, eval_batch_size, seed=eval_seed + 1),
+        train(x_tr, y_tr, n, batch_size, seed=seed),
+        evaluation(x_va, y_va, n, num_validation_sets, eval_batch_size, seed=eval_seed),
+        evaluation(x_te, y_te, n, num_test_sets, eval_batch_size, seed=eval_seed + 1),
     )
