@@ -31,6 +31,7 @@ import math
 import weakref
 
 import keras
+from keras import ops
 
 from keras_newton.curvature.protocol import LossDerivatives
 
@@ -226,7 +227,38 @@ def _jax_derivatives(per_sample_fn, y_true, y_pred, hessian):
     return LossDerivatives(g, h)
 
 
+def _torch_tensors(y_true):
+    """``y_true`` with every leaf a torch tensor: ``torch.func.vmap`` maps only tensors
+    (a NumPy ``y_true`` fails there with "Got in_dim=0 for an input but the input is of
+    type numpy.ndarray"), and a loss mixing a NumPy array with a tensor that requires
+    grad fails in the differentiability check."""
+    return keras.tree.map_structure(
+        lambda t: None if t is None else ops.convert_to_tensor(t), y_true)
+
+
+def _torch_eager(fn, *args):
+    """``fn(*args)``, run eagerly when called inside ``torch.compile``.
+
+    Keras' ``jit_compile=True`` on PyTorch compiles the train step with Dynamo, which
+    cannot trace the ``torch.func`` transforms (and the autograd calls of the
+    differentiability check) nested in the train step's own autograd graph ("Cannot
+    access storage of TensorWrapper", "element 0 of tensors does not require grad"). A
+    graph break runs them as in eager mode; the rest of the step stays compiled.
+    """
+    import torch
+
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return compiler.disable(fn, recursive=True)(*args)
+    return fn(*args)
+
+
 def _torch_derivatives(per_sample_fn, y_true, y_pred, hessian):
+    return _torch_eager(_torch_derivatives_eager, per_sample_fn, _torch_tensors(y_true),
+                        y_pred, hessian)
+
+
+def _torch_derivatives_eager(per_sample_fn, y_true, y_pred, hessian):
     import torch.func
 
     y = y_pred.detach()
@@ -318,6 +350,13 @@ def _jax_shared_hessian(per_sample_fn, y_true, y_pred, weights):
 
 
 def _torch_shared_hessian(per_sample_fn, y_true, y_pred, weights):
+    if weights is not None:  # NumPy weights would meet a tensor that requires grad
+        weights = ops.cast(ops.convert_to_tensor(weights), y_pred.dtype)
+    return _torch_eager(_torch_shared_hessian_eager, per_sample_fn, _torch_tensors(y_true),
+                        y_pred, weights)
+
+
+def _torch_shared_hessian_eager(per_sample_fn, y_true, y_pred, weights):
     import torch
     import torch.func
 

@@ -40,14 +40,21 @@ def _bce_derivatives(p, q, second=True):
     ``(p^2 - 2 p q + q) / ((p + 1e-12)^2 (1 - p + 1e-12)^2)`` (its double backward), or
     ``None`` for the second when ``second=False``. ``p`` is clipped to ``[0, 1]`` first
     (rounding may put a relaxed permutation a few ulps outside), so both are finite.
+
+    ``1 - p`` goes through a ``maximum`` (a no-op on ``[0, 1]``) before ``1e-12`` is
+    added: XLA (``jax.jit``, TensorFlow's ``jit_compile``) otherwise reassociates
+    ``(1 - p) + 1e-12`` into ``(1 + 1e-12) - p``, which is ``1 - p`` in float32, and an
+    entry at exactly ``p = 1`` gets ``l'' = 1 / 0``: an infinite or NaN Hessian and,
+    through the Taylor form of `RankingLoss.call`, a NaN gradient.
     """
     p = ops.clip(p, 0.0, 1.0)
     d1 = (p - q) / ops.maximum(p * (1.0 - p), _BACKWARD_EPSILON)
     if not second:
         return d1, None
     eps = _DOUBLE_BACKWARD_EPSILON
+    complement = ops.maximum(1.0 - p, 0.0)
     d2 = (ops.square(p) - 2.0 * p * q + q) / (
-        ops.square(p + eps) * ops.square(1.0 - p + eps))
+        ops.square(p + eps) * ops.square(complement + eps))
     return d1, d2
 
 
@@ -176,7 +183,11 @@ class RankingLoss(keras.losses.Loss):
         d1, d2 = _bce_derivatives(point, q)
         delta = p - point
         bce = _bce_value(point, q) + d1 * delta + 0.5 * d2 * ops.square(delta)
-        return ops.mean(bce, axis=(1, 2))
+        # The mean over the n x n entries as a sum and a division: Keras' `ops.mean`
+        # computes float64 in float32 on JAX (x64) and PyTorch, whose gradient then
+        # carries float32(1 / n^2).
+        count = ops.cast(ops.shape(bce)[1] * ops.shape(bce)[2], bce.dtype)
+        return ops.sum(bce, axis=(1, 2)) / count
 
     def _check_y_true(self, y_true, s):
         y_true = ops.convert_to_tensor(y_true)

@@ -36,7 +36,19 @@ def permutation_matrix(values, dtype="float32"):
     """
     ranks = stable_ranks(values)
     n = ops.shape(ranks)[-1]
-    return ops.swapaxes(ops.one_hot(ranks, n, dtype=dtype), -1, -2)
+    return ops.swapaxes(one_hot(ranks, n, dtype=dtype), -1, -2)
+
+
+def one_hot(indices, n, dtype="float32"):
+    """``one_hot(indices, n)`` (last axis new) by comparison with ``arange(n)``.
+
+    The same numbers as ``keras.ops.one_hot`` for indices in ``0..n-1``, but traceable
+    under every backend's vectorising map: PyTorch's ``one_hot`` reads the largest index
+    with ``.item()``, which ``torch.func.vmap`` (per-sample autodiff) and Dynamo reject.
+    """
+    idx = ops.convert_to_tensor(indices)
+    classes = ops.arange(n, dtype=idx.dtype)
+    return ops.cast(ops.equal(idx[..., None], classes), dtype)
 
 
 def softmax_derivatives(p, jac_logits, curv_factor=None, curv_vector=None,

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_newton import _checks
 from keras_newton.sorting.permutation import SortingRelaxation
+from keras_newton.sorting.permutation import one_hot
 from keras_newton.sorting.permutation import softmax_derivatives
 
 
@@ -72,7 +73,7 @@ class SoftSort(SortingRelaxation):
         sorted_s = ops.take_along_axis(s, order, axis=-1)
         d = sorted_s[:, :, None] - s[:, None, :]  # (B, r, j)
         eye = ops.eye(n, dtype=s.dtype)
-        e = ops.one_hot(order, n, dtype=s.dtype)[:, :, None, :] - eye[None, None]  # (B,r,j,m)
+        e = one_hot(order, n, dtype=s.dtype)[:, :, None, :] - eye[None, None]  # (B,r,j,m)
         nonzero = ops.not_equal(d, 0.0)
         safe = ops.where(nonzero, ops.abs(d), ops.ones_like(d))
         power = self.power
