@@ -49,3 +49,28 @@ def fd_hessian(f, y, h=1e-4):
                 f(y + ej + ek) - f(y + ej - ek) - f(y - ej + ek) + f(y - ej - ek)
             ) / (4 * h * h)
     return 0.5 * (hess + hess.T)
+
+
+def run_backend_script(script, backend, timeout=600, x64=False):
+    """Runs ``script`` (Python source printing ``RESULT<json>``) with ``KERAS_BACKEND`` set to
+    ``backend`` in a fresh process and returns the decoded JSON of its last RESULT line.
+
+    The suite runs on TensorFlow in-process (above); JAX and PyTorch run this way. The repo
+    and the tests folder are on the child's path; ``x64`` sets ``JAX_ENABLE_X64``.
+    """
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip(backend)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join([REPO, tests]))
+    env.pop("JAX_ENABLE_X64", None)
+    if x64:
+        env["JAX_ENABLE_X64"] = "1"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert lines, f"no RESULT line; stdout ends: {proc.stdout[-1000:]}"
+    return json.loads(lines[-1][len("RESULT"):])

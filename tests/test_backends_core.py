@@ -25,10 +25,7 @@ have derivatives exactly 0, so float32 noise is not amplified by ``l' = 1e12``),
 on the weights after three SGD steps from the same initial weights.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -38,7 +35,7 @@ from keras import ops
 
 import keras_newton as kn
 import sorting_reference as ref
-from conftest import REPO
+from conftest import run_backend_script
 from keras_newton.curvature import autodiff_derivatives, autodiff_shared_hessian
 from keras_newton.layers import DiffSort, NeuralSort, SoftSort
 from keras_newton.losses import RankingLoss
@@ -354,15 +351,7 @@ def test_tensorflow_agrees_with_the_float64_references(tf_results):
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_backend_matches_tensorflow(backend, tf_results, tmp_path):
-    pytest.importorskip(backend)
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join([REPO, HERE]))
-    env.pop("JAX_ENABLE_X64", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", BACKEND_SCRIPT.format(tests=HERE, tmp=str(tmp_path))],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    got = json.loads(line[len("RESULT"):])
+    got = run_backend_script(BACKEND_SCRIPT.format(tests=HERE, tmp=str(tmp_path)), backend)
     assert got["backend"] == backend
     modes = ("", "_jit") if backend == "jax" else ("",)
 

@@ -55,16 +55,14 @@ def test_newton_target_of_integer_predictions_is_float(rng):
 # failed decomposition, eagerly, in a graph and under XLA; the element-wise kinds must leave
 # the finite samples of the batch untouched.
 
-import json  # noqa: E402
 import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from conftest import run_backend_script  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 NON_IDENTITY = ("hessian", "hessian_elementwise", "fisher")
 
 
@@ -302,13 +300,7 @@ print("RESULT" + json.dumps(out))
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_backends_handle_bad_input_alike(backend):
-    pytest.importorskip(backend)
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join([REPO, HERE]))
-    proc = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT.format(tests=HERE)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    got = json.loads(line[len("RESULT"):])
+    got = run_backend_script(BACKEND_SCRIPT.format(tests=HERE), backend)
 
     y_true, y_pred = _bad_batch(np.random.default_rng(0), np.nan)
     for c in NON_IDENTITY + ("identity",):

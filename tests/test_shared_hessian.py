@@ -14,10 +14,7 @@ differences (step 1e-4, error O(h^2) + O(eps / h^2)) 1e-5 relative to the larges
 float32 against float64 a few 1e-4 of the scale.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,7 +22,7 @@ from keras import ops
 
 import algovision_reference as avref
 import keras_newton as kn
-from conftest import REPO, fd_gradient, fd_hessian
+from conftest import fd_gradient, fd_hessian, run_backend_script
 from keras_newton.curvature import autodiff_derivatives, autodiff_shared_hessian, newton_step
 from keras_newton.losses import PathLoss
 from keras_newton.paths import RelaxedBellmanFord
@@ -245,14 +242,8 @@ print("RESULT" + json.dumps(out))
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_backends_agree(backend):
-    pytest.importorskip(backend)
-    env = dict(os.environ, KERAS_BACKEND=backend, JAX_ENABLE_X64="1",
-               PYTHONPATH=os.pathsep.join([REPO, HERE]))
-    proc = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT.format(tests=HERE)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    result = json.loads(line[len("RESULT"):])
+    result = run_backend_script(BACKEND_SCRIPT.format(tests=HERE), backend, timeout=900,
+                                x64=True)
 
     rng = np.random.default_rng(0)
     refs = {"convex": (convex_batch(rng), convex_loss, convex_loss_np),
