@@ -47,6 +47,22 @@ class FenchelYoungLoss(sampling.SampledLoss):
     (``B * (S + 1)`` rows), and only when the Hessian is requested: the loss value, the
     gradient and the Fisher are unaffected by this option.
 
+    **Noise at every step.** Every call draws new samples from the loss's
+    ``seed_generator`` (a `keras.random.SeedGenerator` seeded with ``seed``), so each
+    training step of ``fit`` (and each ``evaluate`` batch) uses fresh noise on every
+    backend, with ``jit_compile`` on or off, and two runs with the same ``seed`` draw the
+    same noise. TensorFlow and PyTorch advance the generator in place. Keras' JAX trainer
+    is stateless, so there the loss hands the generator's state to the model it is
+    compiled into (``model.compile(loss=...)``): a ``NoiseState`` metric
+    (`keras_newton.stochastic.sampling`; no log entry, never reset) among
+    ``model.metrics`` makes it part of the state the trainer carries from step to step;
+    nothing to do for the user. A hand-written JAX
+    training step must carry ``loss.seed_generator.state`` itself (the loss warns when it
+    draws inside a stateless step that does not). Under a `keras.distribution`, create the
+    loss after ``set_distribution``, as any Keras object. TensorFlow under XLA
+    (``jit_compile=True``) draws other samples for the same seed than eagerly (XLA's
+    random-number algorithm), reproducibly.
+
     Args:
         solver: ``costs (B, ...) -> solutions (B, ...)`` of the same shape, e.g.
             `keras_newton.paths.nonnegative_shortest_path`. It is called once per
@@ -60,7 +76,7 @@ class FenchelYoungLoss(sampling.SampledLoss):
         samples: perturbations per prediction (Berthet et al. use 3 on Warcraft).
         sigma: noise scale (0.1 on Warcraft).
         maximize: whether the solver maximises ``<theta, w>``.
-        seed: seed of the noise stream.
+        seed: seed of the noise stream (``None``: a random one).
         hessian_baseline: ``"unperturbed"`` (default) subtracts ``w(c)`` in the Hessian
             estimate; ``"none"`` is the plain estimator of Berthet et al.
 
@@ -91,9 +107,9 @@ class FenchelYoungLoss(sampling.SampledLoss):
         self.maximize = bool(maximize)
         self.hessian_baseline = hessian_baseline
 
-    def _estimate(self, y_true, y_flat, shape, hessian):
+    def _estimate(self, y_true, y_flat, shape, hessian, eps):
         s, sigma, m = self.samples, self.sigma, y_flat.shape[-1]
-        eps, points = sampling.perturb(y_flat, s, sigma, self.seed_generator)
+        eps, points = sampling.perturbed(y_flat, eps, sigma)
         center = hessian and self.hessian_baseline == "unperturbed"
         inputs = ops.reshape(points, (-1, s, m))
         if center:  # one solver call: row b * (S + 1) + S is the unperturbed c_b

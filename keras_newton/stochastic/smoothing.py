@@ -31,7 +31,23 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
     (the Hessian would need the algorithm's second derivatives; paper Section 5.2).
 
     Used directly, it is a plain Keras loss whose value is the smoothed estimate and whose
-    gradient is the estimate above. Samples are drawn from a `keras.random.SeedGenerator`.
+    gradient is the estimate above.
+
+    **Noise at every step.** Every call draws new samples from the loss's
+    ``seed_generator`` (a `keras.random.SeedGenerator` seeded with ``seed``), so each
+    training step of ``fit`` (and each ``evaluate`` batch) uses fresh noise on every
+    backend, with ``jit_compile`` on or off, and two runs with the same ``seed`` draw the
+    same noise. TensorFlow and PyTorch advance the generator in place. Keras' JAX trainer
+    is stateless, so there the loss hands the generator's state to the model it is
+    compiled into (``model.compile(loss=...)``): a ``NoiseState`` metric
+    (`keras_newton.stochastic.sampling`; no log entry, never reset) among
+    ``model.metrics`` makes it part of the state the trainer carries from step to step;
+    nothing to do for the user. A hand-written JAX
+    training step must carry ``loss.seed_generator.state`` itself (the loss warns when it
+    draws inside a stateless step that does not). Under a `keras.distribution`, create the
+    loss after ``set_distribution``, as any Keras object. TensorFlow under XLA
+    (``jit_compile=True``) draws other samples for the same seed than eagerly (XLA's
+    random-number algorithm), reproducibly.
 
     ``function`` is evaluated at the perturbed points ``y + sigma eps``, which can be
     negative even where ``y`` is not: an exact shortest path inside it should be
@@ -46,7 +62,7 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
             (a Keras loss, name or callable; per-sample as in `NewtonLoss`).
         samples: number of samples ``S`` per prediction (the paper uses 3, 10, 30).
         sigma: noise scale.
-        seed: seed of the sample stream.
+        seed: seed of the sample stream (``None``: a random one).
 
     Example:
 
@@ -75,10 +91,10 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
     def smooths_algorithm(self):
         return self.loss is not None
 
-    def _estimate(self, y_true, y_flat, shape, hessian):
+    def _estimate(self, y_true, y_flat, shape, hessian, eps):
         """(values (B,), gradient (B, m), hessian (B, m, m) or None)."""
         s, sigma = self.samples, self.sigma
-        eps, points = sampling.perturb(y_flat, s, sigma, self.seed_generator)
+        eps, points = sampling.perturbed(y_flat, eps, sigma)
         point_shape = (-1,) + tuple(shape[1:])
         if not self.smooths_algorithm:
             center = self.function(y_true, ops.reshape(y_flat, point_shape))
