@@ -34,20 +34,10 @@ class StochasticSmoothingLoss(sampling.SampledLoss):
     gradient is the estimate above.
 
     **Noise at every step.** Every call draws new samples from the loss's
-    ``seed_generator`` (a `keras.random.SeedGenerator` seeded with ``seed``), so each
-    training step of ``fit`` (and each ``evaluate`` batch) uses fresh noise on every
-    backend, with ``jit_compile`` on or off, and two runs with the same ``seed`` draw the
-    same noise. TensorFlow and PyTorch advance the generator in place. Keras' JAX trainer
-    is stateless, so there the loss hands the generator's state to the model it is
-    compiled into (``model.compile(loss=...)``): a ``NoiseState`` metric
-    (`keras_newton.stochastic.sampling`; no log entry, never reset) among
-    ``model.metrics`` makes it part of the state the trainer carries from step to step;
-    nothing to do for the user. A hand-written JAX
-    training step must carry ``loss.seed_generator.state`` itself (the loss warns when it
-    draws inside a stateless step that does not). Under a `keras.distribution`, create the
-    loss after ``set_distribution``, as any Keras object. TensorFlow under XLA
-    (``jit_compile=True``) draws other samples for the same seed than eagerly (XLA's
-    random-number algorithm), reproducibly.
+    ``seed_generator`` (a `keras.random.SeedGenerator` seeded with ``seed``): fresh noise
+    at every training step on every backend, with ``jit_compile`` on or off (on JAX via a
+    ``NoiseState`` metric the loss adds to the model it is compiled into); see the guide,
+    "Noise at every step" (docs/guide.md).
 
     ``function`` is evaluated at the perturbed points ``y + sigma eps``, which can be
     negative even where ``y`` is not: an exact shortest path inside it should be
