@@ -13,8 +13,6 @@ Hessian of one ``m``-variable function (`autodiff.autodiff_shared_hessian`), and
 `shared_hessian_step` solves with it.
 """
 
-import math
-
 from keras import ops
 
 from keras_newton.curvature import autodiff
@@ -24,6 +22,7 @@ from keras_newton.curvature.closed_form import closed_form_derivatives
 from keras_newton.curvature.protocol import LossDerivatives
 from keras_newton.curvature.protocol import is_provider
 from keras_newton.curvature.protocol import resolve_base_loss
+from keras_newton.curvature.protocol import sample_size
 from keras_newton.curvature.solve import CURVATURES
 from keras_newton.curvature.solve import newton_step
 from keras_newton.curvature.solve import _tiny
@@ -41,12 +40,6 @@ __all__ = [
     "resolve_base_loss",
     "shared_hessian_step",
 ]
-
-
-def _sample_size(y_pred):
-    """``m``, the static size of one sample of ``y_pred`` (``-1`` if not static)."""
-    dims = tuple(y_pred.shape[1:])
-    return -1 if any(d is None for d in dims) else int(math.prod(dims))
 
 
 def loss_derivatives(loss, per_sample_fn, y_true, y_pred, hessian=True, shared=False,
@@ -81,7 +74,7 @@ def loss_derivatives(loss, per_sample_fn, y_true, y_pred, hessian=True, shared=F
                 "hessian=True was asked for; use curvature='fisher' with this loss or "
                 "return the Hessian."
             )
-        grad = ops.reshape(d.gradient, (ops.shape(y_pred)[0], _sample_size(y_pred)))
+        grad = ops.reshape(d.gradient, (ops.shape(y_pred)[0], sample_size(y_pred)))
         return LossDerivatives(grad, d.hessian, d.diagonal), "provider"
     d = closed_form_derivatives(loss, y_true, y_pred, hessian=hessian)
     if d is not None:

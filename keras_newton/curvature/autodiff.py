@@ -27,20 +27,13 @@ It also holds `cross_replica_sum`, which sums the shared curvature across replic
 `tf.distribute` so that a mirrored run sees the curvature of the global batch.
 """
 
-import math
 import weakref
 
 import keras
 from keras import ops
 
 from keras_newton.curvature.protocol import LossDerivatives
-
-
-def _static_size(shape):
-    dims = tuple(shape[1:])
-    if any(d is None for d in dims):
-        return -1
-    return int(math.prod(dims))
+from keras_newton.curvature.protocol import sample_size
 
 
 def autodiff_derivatives(per_sample_fn, y_true, y_pred, hessian=True):
@@ -184,7 +177,7 @@ def _tf_derivatives(per_sample_fn, y_true, y_pred, hessian):
 
     y = tf.stop_gradient(y_pred)
     shape = tf.shape(y)
-    flat = tf.reshape(y, (shape[0], _static_size(y.shape)))
+    flat = tf.reshape(y, (shape[0], sample_size(y)))
     zero = tf.UnconnectedGradients.ZERO
 
     def grad_of(flat_y):
@@ -203,7 +196,7 @@ def _tf_derivatives(per_sample_fn, y_true, y_pred, hessian):
         h = outer.batch_jacobian(g, flat, unconnected_gradients=zero)
     else:
         # batch_jacobian fails on a batch that turns out empty at run time.
-        m = _static_size(y.shape)
+        m = sample_size(y)
         h = tf.cond(
             tf.shape(flat)[0] > 0,
             lambda: outer.batch_jacobian(g, flat, unconnected_gradients=zero),
@@ -303,7 +296,7 @@ def _tf_shared_hessian(per_sample_fn, y_true, y_pred, weights):
 
     y = tf.stop_gradient(y_pred)
     shape = tf.shape(y)
-    flat = tf.reshape(y, (shape[0], _static_size(y.shape)))
+    flat = tf.reshape(y, (shape[0], sample_size(y)))
     zero = tf.UnconnectedGradients.ZERO
     delta = tf.zeros_like(flat[0])
     # Eagerly, `jacobian` without pfor loops over the rows in Python, on a persistent tape.

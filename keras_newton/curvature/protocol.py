@@ -125,10 +125,17 @@ def sum_to_per_sample(values, y_pred):
     return values
 
 
+def sample_size(x):
+    """``m``, the static number of entries of one sample of ``x`` ``(B, ...)``; ``-1`` if a
+    non-batch dimension is not static."""
+    dims = tuple(x.shape[1:])
+    return -1 if any(d is None for d in dims) else int(math.prod(dims))
+
+
 def flatten_samples(x):
     """``(B, ...)`` to ``(B, m)``, keeping ``m`` static when the batch size is not (and
     working for ``B = 0``, where ``-1`` cannot be inferred)."""
-    dims = tuple(x.shape[1:])
-    if all(d is not None for d in dims):
-        return ops.reshape(x, (-1, int(math.prod(dims))))
+    m = sample_size(x)
+    if m >= 0:
+        return ops.reshape(x, (-1, m))
     return ops.reshape(x, (ops.shape(x)[0], -1))
