@@ -53,7 +53,12 @@ CPU_DEFAULTS = dict(
     tikhonov=None, data="auto", validation_sets=200, test_sets=500, eval_batch_size=100,
     jit_compile=False, warmup_steps=10, require_full_mnist=False,
     tikhonov_convention="per_sample", select_on="exact_match",
+    engine="keras", time_budget_s=None, mixed_precision=False,
 )
+#: ``keras``: one run at a time, sets from a host pipeline (`train_one`); ``device``: all
+#: runs side by side in one compiled step, sets drawn on the device
+#: (`keras_newton.app.ranking_device`).
+ENGINES = ("keras", "device")
 #: The paper's grid of lambda, 1e-3 .. 1e3, read in the batch-mean convention
 #: (`keras_newton.tikhonov`): with 100 sets per batch it covers our lambda 0.1 .. 1e5 for the
 #: Hessians and 10 .. 1e7 for the Fisher.
@@ -107,6 +112,19 @@ def validate_config(config):
     if config["tikhonov_convention"] not in _tikhonov_scale().CONVENTIONS:
         raise ValueError(f"tikhonov_convention must be one of {_tikhonov_scale().CONVENTIONS}; "
                          f"received {config['tikhonov_convention']!r}.")
+    config.setdefault("engine", "keras")
+    config.setdefault("time_budget_s", None)
+    config.setdefault("mixed_precision", False)
+    if config["engine"] not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}; received {config['engine']!r}.")
+    budget = config["time_budget_s"]
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not (math.isfinite(budget) and budget > 0)):
+        raise ValueError(f"time_budget_s must be a positive number of seconds; received "
+                         f"{budget!r}.")
+    if config["engine"] != "device" and (budget is not None or config["mixed_precision"]):
+        raise ValueError("time_budget_s and mixed_precision need engine='device' "
+                         "(--engine device).")
     if config["select_on"] not in SELECT_ON:
         raise ValueError(f"select_on must be one of {SELECT_ON}; received "
                          f"{config['select_on']!r}.")
@@ -332,7 +350,10 @@ def run_benchmark(config, progress=True, mnist=None, store=None, source=None):
                   f"{run['wall_s']:.0f} s", flush=True)
         return run
 
-    runs = common.run_jobs(jobs, train, store, progress, prefix)
+    if config["engine"] == "device":
+        runs = _train_jobs_side_by_side(jobs, mnist, config, store, progress)
+    else:
+        runs = common.run_jobs(jobs, train, store, progress, prefix)
     summary = summarize(runs, config)
     results = {"benchmark": "ranking", "config": config, "data": info,
                "environment": common.environment(), "runs": runs, "summary": summary,
@@ -340,6 +361,34 @@ def run_benchmark(config, progress=True, mnist=None, store=None, source=None):
     if config.get("tikhonov_grid"):
         results["selected_tikhonov"] = select_tikhonov(summary)
     return results
+
+
+def _train_jobs_side_by_side(jobs, mnist, config, store, progress):
+    """The device engine: every job not in ``store`` trained at once
+    (`keras_newton.app.ranking_device`); returns the runs in job order."""
+    from keras_newton.app import ranking_device
+
+    stored = {job: store.get(job) if store is not None else None for job in jobs}
+    todo = [job for job in jobs if stored[job] is None]
+    if progress and len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} run(s) in results.json, not run again", flush=True)
+    if todo:
+        prefix = (f"{config['relaxation']} n={config['n']}, {len(todo)} runs side by side "
+                  f"({', '.join(sorted({label for label, _, _, _ in todo}))})")
+        records = ranking_device.train_side_by_side(
+            mnist, config, [(v, lam, seed) for _, v, lam, seed in todo], make_loss,
+            progress, prefix)
+        for job, run in zip(todo, records):
+            if progress:
+                label, _, _, seed = job
+                print(f"{label} seed {seed}: test exact match "
+                      f"{100 * run['test_exact_match']:.2f}% (element-wise "
+                      f"{100 * run['test_elementwise']:.2f}%) at step {run['best_step']}",
+                      flush=True)
+            if store is not None:
+                store.add(job, run)
+            stored[job] = run
+    return [stored[job] for job in jobs]
 
 
 def format_table(results):
@@ -367,6 +416,17 @@ def format_table(results):
     lines.append("++ / --: significantly better / worse than the baseline (Welch, alpha "
                  f"{common.ALPHA}); +: better mean. Step ratio: median training-step time "
                  "over the baseline's, same run.")
+    if c.get("engine") == "device":
+        run = results["runs"][0] if results["runs"] else None
+        if run is not None:
+            k, ms = run["runs_side_by_side"], 1e3 * run["step_time"]["median_s"]
+            lines.append(
+                f"Device engine: {k} runs side by side in one step ({ms:.1f} ms per step, "
+                f"{1e3 / ms:.1f} steps/s; step ratios are 1 by construction), "
+                f"{run['steps_done']} of {c['steps']} steps done"
+                + (f" in the {c['time_budget_s']:g} s budget" if c.get("time_budget_s")
+                   else "") + (", mixed_bfloat16 CNNs" if c.get("mixed_precision") else "")
+                + ".")
     if sweep:
         picks = ", ".join(f"{v} {lam:g}" for v, lam in selected.items())
         lines.append("Sweep: 'val exact' is the mean best validation exact match; * marks "
@@ -419,6 +479,16 @@ def register(subparsers):
     p.add_argument("--test-sets", type=int)
     p.add_argument("--data", help="MNIST source: auto, bundled, keras_cache, download, PATH")
     p.add_argument("--jit-compile", action="store_true", default=None)
+    p.add_argument("--engine", choices=ENGINES,
+                   help="keras (default): one run at a time, sets from a host pipeline; "
+                   "device: every run side by side in one compiled step, the sets drawn on "
+                   "the device (for accelerators; docs/reproducing.md)")
+    p.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
+                   help="--engine device: stop at the last evaluation that fits this "
+                   "wall-clock budget (compilation included)")
+    p.add_argument("--mixed-precision", action="store_true", default=None,
+                   help="--engine device: CNNs in mixed_bfloat16 (scores, relaxation, loss "
+                   "and Newton step stay float32)")
     common.add_run_options(p, "results/ranking")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--paper", action="store_true", help="the paper's settings (GPU)")
@@ -438,7 +508,8 @@ def run(args):
     keys = ("relaxation", "n", "variants", "tikhonov", "steps", "batch_size",
             "learning_rate", "eval_every", "seeds", "tau", "power", "steepness",
             "distribution", "network", "validation_sets", "test_sets", "data", "jit_compile",
-            "tikhonov_convention", "select_on")
+            "tikhonov_convention", "select_on", "engine", "time_budget_s",
+            "mixed_precision")
 
     def settings():
         config = make_config(preset, **_overrides(args, keys))

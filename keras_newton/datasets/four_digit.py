@@ -428,3 +428,113 @@ def four_digit_datasets(mnist, n, batch_size=100, num_validation_sets=None,
         evaluation(x_va, y_va, n, num_validation_sets, eval_batch_size, seed=eval_seed),
         evaluation(x_te, y_te, n, num_test_sets, eval_batch_size, seed=eval_seed + 1),
     )
+
+
+# -- Sets composed on the device -----------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="keras_newton")
+class FourDigitSampler(keras.layers.Layer):
+    """Four-digit sets drawn and composed on the device, inside the compiled step.
+
+    The third pipeline, for accelerators: the digit images live on the device as a
+    non-trainable weight, and every call draws a fresh training batch with `keras.random`
+    (a `keras.random.SeedGenerator`, carried through every backend's trainer as a layer
+    state) and composes it with `keras.ops`: no host work per step. The distribution is the
+    other pipelines' (`train_dataset`, `train_sets`): ``batch_size x n`` items, each of four
+    images drawn independently and uniformly from the split, concatenated along the width
+    (``28 x 112``, pixels in ``[0, 1]``), labelled with the four-digit number (``0 .. 9999``,
+    ties allowed). The random stream is Keras', not TensorFlow's Philox stream, so the sets
+    are not those of the other pipelines; a ``seed`` gives the same stream on every call
+    sequence of the same backend.
+
+    Args:
+        images: ``(N, 28, 28)`` (or ``(N, 28, 28, 1)``) digit images, uint8 ``0..255`` or
+            float in ``[0, 1]``; stored as float32 ``[0, 1]``.
+        labels: ``(N,)`` digits.
+        n: items per set (``>= 2``).
+        batch_size: sets per call.
+        seed: integer seed of the stream (default ``None``: Keras' global seed).
+
+    Call: ``sampler()`` draws a training batch and returns ``(x, y)``: ``x`` float32
+    ``(batch_size, n, 28, 112)``, ``y`` float32 ``(batch_size, n)``.
+    ``sampler(indices)`` composes given int ``(..., 4)`` image indices instead (the fixed
+    evaluation sets of `sample_set_indices`, say: ``x`` ``(..., 28, 112)``, ``y``
+    ``(...)``); so does ``sampler.compose(indices)``.
+
+    Example:
+
+    ```python
+    splits = keras_newton.datasets.four_digit.split_mnist(mnist)
+    sampler = FourDigitSampler(*splits["train"], n=5, batch_size=100, seed=0)
+    x, y = sampler()          # (100, 5, 28, 112), (100, 5)
+    ```
+
+    Serialization: ``get_config`` holds the shapes and the seed, not the images; a model
+    loaded from a ``.keras`` file restores the images from its weights.
+    """
+
+    def __init__(self, images=None, labels=None, n=2, batch_size=1, seed=None,
+                 num_images=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n = _checks.check_int("n", n, 2, note="items per set")
+        self.batch_size = _checks.check_positive_int("batch_size", batch_size)
+        self.seed = None if seed is None else _checks.check_int("seed", seed)
+        if images is None:  # from_config: the weights bring the images
+            self.num_images = _checks.check_positive_int("num_images", num_images)
+            pixels = np.zeros((self.num_images,) + IMAGE_SHAPE, np.float32)
+            digits = np.zeros((self.num_images,), np.int32)
+        else:
+            images, labels = _check_arrays(images, labels, "sampler")
+            self.num_images = len(images)
+            pixels = (images / _pixel_scale(images)).astype(np.float32)
+            digits = labels.astype(np.int32)
+        self.images = self.add_weight(shape=pixels.shape, dtype="float32",
+                                      initializer=_constant(pixels), trainable=False,
+                                      name="images")
+        self.labels = self.add_weight(shape=digits.shape, dtype="int32",
+                                      initializer=_constant(digits), trainable=False,
+                                      name="labels")
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.built = True
+
+    def draw_indices(self):
+        """Fresh image indices ``(batch_size, n, 4)``, uniform over the split."""
+        return keras.random.randint((self.batch_size, self.n, DIGITS), 0, self.num_images,
+                                    seed=self.seed_generator, dtype="int32")
+
+    def compose(self, indices):
+        """``(x, y)`` of the items with image ``indices`` ``(..., 4)``, in `keras.ops`."""
+        ops = keras.ops
+        indices = ops.convert_to_tensor(indices, "int32")
+        lead = tuple(indices.shape[:-1])
+        digits = ops.take(self.images, ops.reshape(indices, (-1,)), axis=0)
+        digits = ops.reshape(digits, (-1, DIGITS) + IMAGE_SHAPE)  # (items, 4, 28, 28)
+        x = ops.reshape(ops.transpose(digits, (0, 2, 1, 3)), lead + (28, 28 * DIGITS))
+        places = ops.convert_to_tensor(_PLACES.astype(np.int32))
+        y = ops.sum(ops.take(self.labels, indices, axis=0) * places, axis=-1)
+        return x, ops.cast(y, "float32")
+
+    def call(self, indices=None):
+        return self.compose(self.draw_indices() if indices is None else indices)
+
+    def compute_output_spec(self, indices=None):
+        lead = ((self.batch_size, self.n) if indices is None
+                else tuple(indices.shape[:-1]))
+        return (keras.KerasTensor(lead + (28, 28 * DIGITS), "float32"),
+                keras.KerasTensor(lead, "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n=self.n, batch_size=self.batch_size, seed=self.seed,
+                      num_images=self.num_images)
+        return config
+
+
+def _constant(value):
+    """An initializer returning ``value`` (for weights that hold data)."""
+
+    def init(shape, dtype=None):
+        return keras.ops.convert_to_tensor(value, dtype=dtype)
+
+    return init

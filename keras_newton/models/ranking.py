@@ -6,12 +6,16 @@ from keras import layers
 from keras_newton import _checks
 
 
-def digit_scorer(image_shape=(28, 112), name="digit_scorer"):
+def digit_scorer(image_shape=(28, 112), name="digit_scorer", score_dtype=None):
     """The per-image CNN: one real score for one ``28 x 112`` four-digit image.
 
     Conv 5x5, 32, same + ReLU; MaxPool 2; Conv 5x5, 64, same + ReLU; MaxPool 2;
     Dense 64 + ReLU; Dense 1 (docs/conventions.md, "Models": Grover et al. ICLR 2019,
     Petersen et al. ICML 2021).
+
+    ``score_dtype`` (default ``None``: the global dtype policy) is the dtype policy of the
+    last Dense layer: ``"float32"`` keeps the scores in float32 under a mixed-precision
+    global policy (``"mixed_bfloat16"``), so that the loss sees float32 scores.
 
     Returns:
         `keras.Sequential` from ``image_shape + (1,)`` to ``(1,)``.
@@ -25,13 +29,13 @@ def digit_scorer(image_shape=(28, 112), name="digit_scorer"):
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(64, activation="relu"),
-            layers.Dense(1),
+            layers.Dense(1, dtype=score_dtype),
         ],
         name=name,
     )
 
 
-def multi_digit_cnn(n, image_shape=(28, 112), name="multi_digit_cnn"):
+def multi_digit_cnn(n, image_shape=(28, 112), name="multi_digit_cnn", score_dtype=None):
     """Ranking model: the same CNN scores each of the ``n`` images of a set.
 
     Input ``(B, n, 28, 112)`` (pixels in ``[0, 1]``, as `keras_newton.datasets` yields
@@ -43,6 +47,9 @@ def multi_digit_cnn(n, image_shape=(28, 112), name="multi_digit_cnn"):
         n: items per set, ``>= 2``.
         image_shape: ``(height, width)`` of an item, ``(28, 112)`` for four digits.
         name: model name.
+        score_dtype: dtype policy of the scoring head (the CNN's last Dense layer and the
+            output reshape); ``"float32"`` keeps the scores float32 when the model is
+            built under a mixed-precision global policy. Default: the global policy.
 
     Returns:
         A functional `keras.Model`.
@@ -62,6 +69,7 @@ def multi_digit_cnn(n, image_shape=(28, 112), name="multi_digit_cnn"):
     image_shape = tuple(int(d) for d in image_shape)
     inputs = keras.Input(shape=(n,) + image_shape, name="images")
     x = layers.Reshape((n,) + image_shape + (1,))(inputs)
-    x = layers.TimeDistributed(digit_scorer(image_shape), name="score_each")(x)
-    scores = layers.Reshape((n,), name="scores")(x)
+    x = layers.TimeDistributed(digit_scorer(image_shape, score_dtype=score_dtype),
+                               name="score_each", dtype=score_dtype)(x)
+    scores = layers.Reshape((n,), name="scores", dtype=score_dtype)(x)
     return keras.Model(inputs, scores, name=name)
