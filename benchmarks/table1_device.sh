@@ -10,7 +10,7 @@
 # and its dependencies namex and optree, and builds this package's wheel; with --mnist it
 # copies full MNIST to .device/mnist.npz. `.device/` is git-ignored; carry it to the device.
 #
-# run installs .device/wheels (if there) into a scratch folder, selects the JAX backend and
+# run installs .device/wheels (if there and Keras is not installed) into a scratch folder, selects the JAX backend and
 # runs benchmarks/table1_device.py with .device/mnist.npz (if there), writing results.json,
 # table.txt and convergence.png under $OUT (the device tool's output folder), or --out DIR.
 # --tiny is the seconds-long CPU configuration CI runs (bundled MNIST subset).
@@ -61,7 +61,8 @@ run() {
             *) extra+=("$1"); shift ;;
         esac
     done
-    if ls .device/wheels/*.whl >/dev/null 2>&1; then
+    # The wheels are for the device's Python; where Keras is installed they are not needed.
+    if ! "$python" -c "import keras" >/dev/null 2>&1 && ls .device/wheels/*.whl >/dev/null 2>&1; then
         local site="${TMPDIR:-/tmp}/keras-newton-site"
         "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
             --upgrade --target "$site" .device/wheels/*.whl

@@ -17,6 +17,11 @@ paper's batch of 100 sets, 100k steps, Adam 1e-3 and 10 seeds; the diffsort prot
 evaluation every 1000 steps on 5000 validation sets, 10000 test sets, selection on EM5; full
 MNIST; lambda swept over the paper's 1e-3 .. 1e3 read in the batch-mean convention
 (`keras_newton.tikhonov`; 0.1 .. 1e5 for the Hessians, 10 .. 1e7 for the Fisher in ours).
+
+Two engines: ``keras`` (default) trains one run at a time from a host pipeline;
+``--engine device`` trains every run side by side in one compiled step with the sets drawn
+on the device (`keras_newton.app.ranking_device`, for accelerators; ``--time-budget`` and
+``--mixed-precision`` belong to it).
 """
 
 import math
