@@ -16,6 +16,7 @@ Hessian ``C`` of ``m = 144`` cost entries as the Hessian of
 
     python benchmarks/bellman_ford_hessian_step.py                   # graph mode, 3 steps
     python benchmarks/bellman_ford_hessian_step.py --jit both --per-sample-batch 2
+    python benchmarks/bellman_ford_hessian_step.py --steps 2 --gradient-batches 70,560,2240
 
 Data: random images and the exact shortest paths of random costs (the step time does not
 depend on the values).
@@ -145,6 +146,40 @@ def time_loss_part(cfg, batch, calls=2, seed=0):
     return out
 
 
+def time_gradient(cfg, batches, jit_compile=False, calls=3, seed=0):
+    """Seconds per call of the gradient of the base loss alone (relaxed Bellman-Ford + L1,
+    summed over the batch) at each batch size (multiples of the benchmark's batch: its maps
+    repeated), in a traced TF function: the unit the ``m`` Hessian-vector products of the
+    shared Hessian are made of. Linear growth with the batch means the gradient is
+    compute-bound, so vectorising the ``m`` products (one pass over ``m`` copies of the
+    batch) cannot make them cheaper than ``m`` gradients."""
+    import tensorflow as tf
+
+    base = sp.make_loss(cfg, "baseline", None, seed)
+    _, costs, y = data(cfg["batch_size"], seed)
+    out = {}
+    for batch in batches:
+        reps = -(-batch // len(costs))
+        c = tf.constant(np.tile(costs, (reps, 1, 1))[:batch])
+        t = tf.constant(np.tile(y, (reps, 1, 1))[:batch])
+
+        @tf.function(jit_compile=jit_compile)
+        def grad(c, t=t):
+            with tf.GradientTape() as tape:
+                tape.watch(c)
+                value = tf.reduce_sum(base.call(t, c))
+            return tape.gradient(value, c)
+
+        grad(c).numpy()
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            grad(c).numpy()
+            times.append(time.perf_counter() - start)
+        out[batch] = statistics.median(times)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant")
@@ -154,6 +189,9 @@ def main(argv=None):
     parser.add_argument("--per-sample-batch", type=int, default=0,
                         help="also time the former per-sample Hessian path (loss part "
                              "only) at this batch size; 0: skip")
+    parser.add_argument("--gradient-batches", default="",
+                        help="comma list of batch sizes: also time the gradient of the base "
+                             "loss alone at each (graph mode), e.g. 70,560,2240")
     args = parser.parse_args(argv)
     cfg = config()
     jit_modes = {"false": (False,), "true": (True,), "both": (False, True)}[args.jit]
@@ -170,6 +208,18 @@ def main(argv=None):
             t, c, first = results[(jit, v)]
             print(f"jit={str(jit):<6}{v:<10}{t:9.2f} s ({t / base:6.2f}x)   CPU "
                   f"{c:8.2f} s ({c / base_cpu:6.2f}x)   first {first:7.1f} s")
+    if args.gradient_batches:
+        batches = [int(b) for b in args.gradient_batches.split(",")]
+        grads = time_gradient(cfg, batches)
+        m = 144
+        print()
+        print("gradient of the base loss alone (tf.function): median s per call")
+        for b, t in grads.items():
+            print(f"  batch {b:>6}: {t * 1e3:9.1f} ms  ({t * cfg['batch_size'] / b * 1e3:.1f} "
+                  f"ms per {cfg['batch_size']} maps)")
+        per = grads[batches[0]] * cfg["batch_size"] / batches[0]
+        print(f"  m = {m} Hessian-vector products >= {m} gradients at batch "
+              f"{cfg['batch_size']}: >= {m * per:.1f} s per step")
     if args.per_sample_batch:
         k = args.per_sample_batch
         print()

@@ -127,9 +127,12 @@ def validate_config(config):
                                or not (math.isfinite(budget) and budget > 0)):
         raise ValueError(f"time_budget_s must be a positive number of seconds; received "
                          f"{budget!r}.")
-    if config["engine"] != "device" and (budget is not None or config["mixed_precision"]):
-        raise ValueError("time_budget_s and mixed_precision need engine='device' "
-                         "(--engine device).")
+    if config["engine"] != "device":
+        for key, flag, off in (("time_budget_s", "--time-budget", None),
+                               ("mixed_precision", "--mixed-precision", False)):
+            if config[key] not in (off,):
+                raise ValueError(f"{key} ({flag}) needs engine='device' (--engine device); "
+                                 f"received engine={config['engine']!r}.")
     if config["select_on"] not in SELECT_ON:
         raise ValueError(f"select_on must be one of {SELECT_ON}; received "
                          f"{config['select_on']!r}.")

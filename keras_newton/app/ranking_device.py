@@ -11,9 +11,12 @@ device waiting on the host, and one small CNN does not fill it. This engine inst
 - trains all runs (variants x lambdas x seeds) at once: `SideBySide` is one `keras.Model`
   holding one ranking CNN per run, and its loss is the sum of the runs' losses. The runs
   share no weight, so each run's gradient is its own loss's gradient, and Adam's update
-  is per weight: every run trains exactly as it would alone (`tests/test_ranking_device.py`
-  checks this against runs trained one by one). Runs of the same seed start from the same
-  weights and see the same sets, as in the ``keras`` engine;
+  is per weight: every run trains as it would alone (`tests/test_ranking_device.py`
+  checks this against runs trained one by one: bit for bit on JAX, PyTorch and eager
+  TensorFlow; in a TensorFlow graph the larger graph rounds differently, gradients agree
+  to about 1e-7 relative, and Adam can amplify such rounding in near-zero gradients).
+  Runs of the same seed start from the same weights and see the same sets, as in the
+  ``keras`` engine;
 - evaluates every ``eval_every`` steps on the same fixed validation and test sets as the
   ``keras`` engine, composed on the device from their image indices; the test accuracy
   reported is the one at the best validation step (diffsort's protocol);
