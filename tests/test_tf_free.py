@@ -13,7 +13,9 @@ machine without TensorFlow sees, whether or not TensorFlow is installed here):
   labels' place values), the validation and test sets drawn with NumPy's generator as
   documented, the training indices against TensorFlow's ``stateless_uniform`` values
   (known answers, so no TensorFlow is needed to check them);
-- ``keras-newton bench ranking --quick`` finishes on a tiny generated MNIST.
+- ``keras-newton bench ranking --quick`` finishes on a tiny generated MNIST;
+- so does ``benchmarks/table1_device.py --tiny`` (the prepared GPU command of
+  docs/reproducing.md in its CPU configuration), with the diffsort protocol's selection.
 
 Where TensorFlow is installed, the NumPy pipeline must equal the ``tf.data`` pipeline bit
 for bit (the TensorFlow backend keeps ``tf.data``; a seed means the same sets everywhere).
@@ -225,6 +227,54 @@ def test_bench_ranking_quick_on_jax_without_tensorflow(tmp_path):
     assert [r["variant"] for r in results["runs"]] == ["baseline", "hessian"]
     for run in results["runs"]:
         assert 0.0 <= run["test_elementwise"] <= 1.0
+
+
+# The prepared GPU command's script (docs/reproducing.md), tiny configuration.
+TABLE1_CHILD = r"""
+import json
+import runpy
+
+sys.argv = ["table1_device.py", "--tiny", "--data", sys.argv[1], "--out", sys.argv[2]]
+try:
+    runpy.run_path("benchmarks/table1_device.py", run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "tensorflow": tensorflow_modules()}))
+"""
+
+
+@needs_jax
+def test_table1_device_script_tiny_without_tensorflow(tmp_path):
+    """``benchmarks/table1_device.py --tiny`` (the GPU command's CPU configuration) runs
+    without TensorFlow and writes both set sizes' results by the diffsort protocol: every
+    run's test accuracy is its curve's test value at its best validation step, and
+    ``table.txt`` sets the paper's numbers beside ours."""
+    _fake_mnist(tmp_path / "mnist.npz", np.random.default_rng(9))
+    out = tmp_path / "table1"
+    report = _run_child(TABLE1_CHILD, tmp_path, [str(tmp_path / "mnist.npz"), str(out)],
+                        timeout=600)
+    assert report["code"] == 0 and report["tensorflow"] == []
+    with open(out / "results.json") as f:
+        record = json.load(f)
+    assert sorted(record["results"]) == ["n10", "n5"]
+    table = (out / "table.txt").read_text()
+    for key, results in record["results"].items():
+        config = results["config"]
+        assert config["engine"] == "device" and config["mixed_precision"] is True
+        assert config["n"] == int(key[1:]) and config["relaxation"] == "neuralsort"
+        runs = results["runs"]
+        assert sorted((r["variant"], r["seed"]) for r in runs) == sorted(
+            (v, s) for v in ("baseline", "hessian", "fisher") for s in config["seeds"])
+        for run in runs:
+            curve = run["curve"]
+            assert run["steps_done"] == config["steps"] == curve["step"][-1]
+            assert run["runs_side_by_side"] == len(runs)
+            best = int(np.argmax(curve["val_select"]))  # the first of equal bests
+            assert run["best_step"] == curve["step"][best]
+            assert run["test_exact_match"] == curve["test_exact_match"][best]
+        for variant, value in record["paper"][key[1:]].items():
+            assert f"{value:.2f}" in table, (variant, value)
 
 
 # -- where TensorFlow is installed: the two pipelines agree -------------------------------
