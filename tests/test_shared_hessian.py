@@ -166,18 +166,21 @@ def test_newton_target_equals_the_per_sample_path(rng, case):
         np.testing.assert_allclose(np.asarray(new32), old, rtol=0, atol=5e-4 * scale)
 
 
-def test_newton_target_in_graph_and_xla_matches_eager(rng):
-    """Relaxed Bellman-Ford (For) inside tf.function, with and without jit_compile, with
-    sample weights: the same numbers as eagerly (float32) and as the float64 old path."""
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_newton_target_in_graph_and_xla_matches_eager(rng, loop):
+    """Relaxed Bellman-Ford (For and While) inside tf.function, with and without
+    jit_compile, with sample weights: the same numbers as eagerly (float32) and as the
+    float64 old path. (The While loop's second derivative used to fail to compile with
+    XLA.)"""
     import tensorflow as tf
 
     paths, costs = bf_batch(rng)
-    loss = kn.NewtonLoss(bf_loss("l1", "for", "float32"), curvature="hessian", tikhonov=1e-2)
+    loss = kn.NewtonLoss(bf_loss("l1", loop, "float32"), curvature="hessian", tikhonov=1e-2)
     args = (paths.astype("float32"), costs.astype("float32"), WEIGHTS.astype("float32"))
     eager = np.asarray(loss.target(*args))
     graph = tf.function(loss.target)(*args).numpy()
     xla = tf.function(loss.target, jit_compile=True)(*args).numpy()
-    old = reference_targets(bf_loss("l1", "for"), paths, costs, WEIGHTS, 1e-2)
+    old = reference_targets(bf_loss("l1", loop), paths, costs, WEIGHTS, 1e-2)
     scale = np.abs(old - costs).max()
     np.testing.assert_allclose(graph, eager, rtol=0, atol=1e-5 * scale)
     np.testing.assert_allclose(xla, eager, rtol=0, atol=2e-4 * scale)  # fused differently

@@ -271,8 +271,14 @@ class RelaxedBellmanFord(keras.layers.Layer):
         return ops.cast(tracked, out_dtype)
 
     def _while_traceback(self, trace0, move, beta):
+        # `go_on` runs inside the loop body with beta as a Python number: a constant tensor
+        # captured by a TensorFlow while_loop body makes the loop's second derivative fail
+        # to compile with XLA ("Propagate: Cannot find body function ..._const_0"), so the
+        # Hessian under jit_compile needs it this way (same values).
+        beta_value = float(self.beta)
+
         def go_on(tracked):  # AlgoVision's LEq(tracked_path[source], 1): sigmoid(beta (1 - x))
-            return ops.sigmoid(beta * (1.0 - tracked[:, 0, 0]))
+            return ops.sigmoid(beta_value * (1.0 - tracked[:, 0, 0]))
 
         def weight(q):
             return q[:, None, None]
