@@ -45,6 +45,7 @@ def configs(args):
                          variants=["baseline", "hessian", "fisher"], seeds=[0, 1, 2],
                          tikhonov=args.tikhonov, tikhonov_convention="batch_mean",
                          engine="device", mixed_precision=not args.float32,
+                         eval_batch_size=1000,
                          time_budget_s=args.budget * SHARE.get(n, 0.5))
         if args.tiny:
             overrides.update(TINY, time_budget_s=None, require_full_mnist=False)

@@ -56,6 +56,8 @@ Specification (docstrings of both modules; docs/reproducing.md):
    "Device engine" line, and whose runs are those trained one by one (3.); ``--time-budget``
    or ``--mixed-precision`` without ``--engine device``, and ``--engine gpu``, exit with
    status 2 and one ``keras-newton: error:`` line naming the option, before any training.
+   ``--resume`` after an interrupted command keeps the stored runs and trains only the
+   missing ones, side by side, each equal to the run the first command trained.
 8. `ranking.validate_config` rejects an unknown engine and a time budget that is not a
    positive finite number of seconds (0, -1, nan, inf, True, "5").
 9. Serialization: a model holding a ``FourDigitSampler`` round-trips through a ``.keras``
@@ -682,6 +684,35 @@ def test_cli_device_engine(tmp_path, capsys, quick_device_config, tf_eager_runs)
         assert run["curve"]["val_exact_match"].index(run["best_val_exact_match"]) == best
         assert run["test_exact_match"] == run["curve"]["test_exact_match"][best]
         assert run["test_elementwise"] == run["curve"]["test_elementwise"][best]
+
+
+def test_cli_device_engine_resume_trains_only_the_missing_runs(tmp_path, capsys):
+    """``--resume`` after an interrupted device-engine command: the stored runs are kept as
+    they are, the missing ones are trained side by side (only they), and each is the run
+    the first command trained (same seed and settings; up to TensorFlow's graph rounding,
+    as in 3.)."""
+    out = tmp_path / "device"
+    argv = ["bench", "ranking", "--quick", "--engine", "device", "--out", str(out)]
+    assert cli.main(argv) == 0
+    path = out / "results.json"
+    first = json.loads(path.read_text())
+    kept = first["runs"][:4]
+    partial = dict(first, runs=kept, status="interrupted")
+    for key in ("summary", "table"):
+        partial.pop(key, None)
+    path.write_text(json.dumps(partial))
+    capsys.readouterr()
+    assert cli.main(argv + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 run(s) in results.json, not run again" in printed
+    resumed = json.loads(path.read_text())
+    assert resumed["status"] == "complete"
+    assert resumed["runs"][:4] == kept
+    for run, original in zip(resumed["runs"][4:], first["runs"][4:]):
+        assert (run["variant"], run["seed"]) == (original["variant"], original["seed"])
+        assert run["runs_side_by_side"] == 2
+        np.testing.assert_allclose(run["curve"]["base_loss"], original["curve"]["base_loss"],
+                                   rtol=1e-3)
 
 
 @pytest.mark.parametrize("argv, names", [
