@@ -115,15 +115,14 @@ class SideBySide(keras.Model):
 
 def rank_scores(labels, scores, first=None):
     """``(exact match, element-wise accuracy)`` of ``scores`` against ``labels``, both
-    ``(sets, n)``, with the metrics' stable ranks (`keras_newton.metrics`)."""
-    if first is not None:
-        labels, scores = labels[:, :first], scores[:, :first]
+    ``(sets, n)``: the benchmark's metrics (`keras_newton.metrics`), the exact match over
+    the ``first`` items when given."""
+    from keras_newton.metrics import ElementwiseRankAccuracy, ExactMatchAccuracy
 
-    def ranks(a):
-        return np.argsort(np.argsort(a, axis=-1, kind="stable"), axis=-1, kind="stable")
-
-    match = ranks(labels) == ranks(scores)
-    return float(match.all(axis=-1).mean()), float(match.mean())
+    exact, elementwise = ExactMatchAccuracy(first=first), ElementwiseRankAccuracy()
+    for metric in (exact, elementwise):
+        metric.update_state(labels, scores)
+    return float(exact.result()), float(elementwise.result())
 
 
 class _Evaluator:
@@ -143,13 +142,14 @@ class _Evaluator:
     def __call__(self, first=None):
         out = self.model.predict(self.indices, batch_size=self.batch_size, verbose=0)
         labels = np.asarray(out[0])
-        return [rank_scores(labels, np.asarray(s, np.float64), first) for s in out[1:]]
+        return [rank_scores(labels, np.asarray(s), first) for s in out[1:]]
 
 
 def train_side_by_side(mnist, config, runs, make_loss, progress=True, prefix=""):
     """Trains ``runs`` (``[(variant, tikhonov or None, seed)]``) side by side; returns one
     record per run, in the format of `keras_newton.app.ranking.train_one`."""
-    from keras_newton.datasets.four_digit import sample_set_indices, split_mnist
+    from keras_newton.datasets import four_digit_datasets
+    from keras_newton.datasets.four_digit import split_mnist
 
     keras.backend.clear_session()
     splits = split_mnist(mnist)
@@ -157,12 +157,15 @@ def train_side_by_side(mnist, config, runs, make_loss, progress=True, prefix="")
     model = build_side_by_side(config, runs, splits["train"], make_loss)
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
                   jit_compile=config["jit_compile"])
-    # The fixed evaluation sets of `four_digit_datasets` (eval seed 0 and 1).
-    val_idx = sample_set_indices(len(splits["validation"][0]), config["validation_sets"], n, 0)
-    test_idx = sample_set_indices(len(splits["test"][0]), config["test_sets"], n, 1)
-    evaluate_val = _Evaluator(*splits["validation"], val_idx, model.towers,
+    # The fixed evaluation sets of the keras engine: those of `four_digit_datasets` (its
+    # NumPy pipeline holds their image indices), composed here on the device.
+    _, val, test = four_digit_datasets(
+        mnist, n, batch_size=config["batch_size"],
+        num_validation_sets=config["validation_sets"], num_test_sets=config["test_sets"],
+        pipeline="numpy")
+    evaluate_val = _Evaluator(*splits["validation"], val.indices, model.towers,
                               config["eval_batch_size"])
-    evaluate_test = _Evaluator(*splits["test"], test_idx, model.towers,
+    evaluate_test = _Evaluator(*splits["test"], test.indices, model.towers,
                                config["eval_batch_size"])
     select_first = 5 if config.get("select_on") == "em5" and n > 5 else None
 

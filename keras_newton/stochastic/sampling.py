@@ -39,11 +39,6 @@ def flatten(y):
     return ops.reshape(y, (ops.shape(y)[0], m))
 
 
-def perturb(y_flat, samples, sigma, seed_generator):
-    """Gaussian samples around each row: returns ``(eps (B, S, m), points (B * S, m))``."""
-    return perturbed(y_flat, draw_noise(y_flat, samples, seed_generator), sigma)
-
-
 def draw_noise(y_flat, samples, seed_generator):
     """``eps ~ N(0, I)`` of shape ``(B, S, m)`` for a batch ``y_flat`` ``(B, m)``."""
     batch, m = ops.shape(y_flat)[0], y_flat.shape[-1]
